@@ -1,0 +1,31 @@
+"""Shared building blocks. Blocks receive them as constructor arguments (`norm_layer=`, `attn_layer=`)."""
+
+from export.zoo.layers.attention import (
+    CBAM,
+    ChannelGate,
+    CmpeSE,
+    SCSE,
+    SpatialGate,
+    SqueezeExcite,
+    create_attn,
+    get_attn,
+)
+from export.zoo.layers.conv_norm_act import ConvNormAct, NormActConv
+from export.zoo.layers.separable import SeparableConv2d
+from export.zoo.layers.shuffle import ChannelShuffle, channel_shuffle
+
+__all__ = [
+    "CBAM",
+    "SCSE",
+    "ChannelGate",
+    "ChannelShuffle",
+    "CmpeSE",
+    "ConvNormAct",
+    "NormActConv",
+    "SeparableConv2d",
+    "SpatialGate",
+    "SqueezeExcite",
+    "channel_shuffle",
+    "create_attn",
+    "get_attn",
+]

@@ -1,0 +1,139 @@
+"""LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998), faithful to the paper.
+
+32x32 grayscale input; C1 (6@5x5) - S2 - C3 (16@5x5, partial connection table) - S4 - C5 (120@5x5)
+- F6 (84) - output. Squashing function 1.7159 * tanh(2a/3). S2/S4 are trainable subsampling layers
+(2x2 average times a per-map coefficient, plus a per-map bias). C3 connects only 60 of the 6 x 16
+S2->C3 map pairs (the paper's Table 1), built as four grouped convolutions over gathered S2 maps, so
+its parameter count is the paper's 1,516. The output layer is a Euclidean RBF against fixed +-1 codes
+(not trained); the logits are the negative squared distances. The paper's codes are 7x12 bitmaps of
+drawn characters, not published in machine-readable form: ours are fixed +-1 codes from a seeded
+generator. Trainable parameters: 60,000, the paper's "about 60,000".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from export.zoo.registry import register_model
+from service.manifest import Paper, Preprocessing, Reference
+
+PAPER = Paper(
+    title="Gradient-Based Learning Applied to Document Recognition",
+    authors="LeCun, Bottou, Bengio, Haffner",
+    year=1998,
+    url="https://doi.org/10.1109/5.726791",
+)
+REFERENCE = Reference(params=60_000, source="paper (about 60,000 trainable parameters); C3 table, Table 1")
+# The paper maps the white background to -0.1 and black ink to 1.175: x' = (x - 0.0784) / 0.784.
+PREPROCESSING = Preprocessing(color_mode="L", resize=32, crop=32, mean=[0.0784], std=[0.7843])
+
+# S2 maps feeding each C3 map (paper Table 1), grouped by how many inputs each map takes.
+C3_TABLE: tuple[tuple[tuple[int, ...], ...], ...] = (
+    ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1)),
+    ((0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2)),
+    ((0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5)),
+    ((0, 1, 2, 3, 4, 5),),
+)
+
+
+class ScaledTanh(nn.Module):
+    """f(a) = A tanh(S a) with A = 1.7159 and S = 2/3 (Appendix A of the paper)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1.7159 * torch.tanh(x * (2.0 / 3.0))
+
+
+class Subsampling(nn.Module):
+    """2x2 average times a trainable coefficient plus a trainable bias, per feature map."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = nn.functional.avg_pool2d(x, 2)
+        return pooled * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class PartialConv(nn.Module):
+    """C3: each output map sees only the input maps of its row in the connection table."""
+
+    def __init__(self, table=C3_TABLE, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList()
+        for rows in table:
+            fan_in = len(rows[0])
+            self.register_buffer(f"index{len(self.convs)}", torch.tensor([i for r in rows for i in r]))
+            self.convs.append(nn.Conv2d(fan_in * len(rows), len(rows), kernel_size, groups=len(rows)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [conv(x.index_select(1, getattr(self, f"index{i}"))) for i, conv in enumerate(self.convs)]
+        return torch.cat(outs, dim=1)
+
+
+class RBFOutput(nn.Module):
+    """Euclidean radial basis units: y_i = -sum_j (x_j - w_ij)^2, with fixed +-1 codes w."""
+
+    def __init__(self, in_features: int = 84, num_classes: int = 10, seed: int = 1998) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        codes = torch.randint(0, 2, (num_classes, in_features), generator=g).float() * 2 - 1
+        self.register_buffer("codes", codes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -((x[:, None, :] - self.codes[None]) ** 2).sum(-1)
+
+
+class LeNet5(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 6, 5)
+        self.act1 = ScaledTanh()
+        self.s2 = Subsampling(6)
+        self.act2 = ScaledTanh()
+        self.c3 = PartialConv()
+        self.act3 = ScaledTanh()
+        self.s4 = Subsampling(16)
+        self.act4 = ScaledTanh()
+        self.c5 = nn.Conv2d(16, 120, 5)
+        self.act5 = ScaledTanh()
+        self.f6 = nn.Linear(120, 84)
+        self.act6 = ScaledTanh()
+        self.output = RBFOutput(84, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(self.s2(self.act1(self.c1(x))))
+        x = self.act4(self.s4(self.act3(self.c3(x))))
+        x = self.act5(self.c5(x)).flatten(1)
+        return self.output(self.act6(self.f6(x)))
+
+
+_LENET = dict(
+    family="LeNet",
+    paper=PAPER,
+    reference=REFERENCE,
+    input_size=(1, 32, 32),
+    num_classes=10,
+    labels="digits",
+    preprocessing=PREPROCESSING,
+    max_batch_size=256,
+)
+
+
+@register_model(**_LENET)
+def lenet5(**kwargs) -> LeNet5:
+    return LeNet5(**kwargs)
+
+
+def _train_on_digits(model: nn.Module, seed: int) -> dict[str, float]:
+    from export.training import train_digits
+
+    return train_digits(model, seed=seed, preprocessing=PREPROCESSING)
+
+
+@register_model(**_LENET, trainer=_train_on_digits, default_weights="trained")
+def lenet5_digits(**kwargs) -> LeNet5:
+    """LeNet-5 trained on scikit-learn's handwritten digits (8x8 scans upscaled to 32x32)."""
+    return LeNet5(**kwargs)
