@@ -1,0 +1,1 @@
+"""The export stage: PyTorch architectures -> ONNX files + manifests in the model store."""
