@@ -158,7 +158,7 @@ def build(
             m.export.parity_tolerance, m.onnx.bytes,
         )  # fmt: skip
 
-    loaded = weights_mod.load(spec, weights, seed, fp, log=log)
+    loaded = weights_mod.load(spec, weights, seed, log=log)
     model = loaded.model
     facts = analyze(model, spec.input_size)
     labels = labels_for(spec.labels, spec.num_classes)

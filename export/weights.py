@@ -45,7 +45,7 @@ def resolve_source(spec: ModelSpec, source: str) -> str:
     return spec.default_weights if source == "default" else source
 
 
-def load(spec: ModelSpec, source: str, seed: int, fingerprint: str, log=print) -> Loaded:
+def load(spec: ModelSpec, source: str, seed: int, log=print) -> Loaded:
     """Build `spec`'s module with weights from `source` (a name in SOURCES or a checkpoint path)."""
     source = resolve_source(spec, source)
     torch.manual_seed(seed)
@@ -54,7 +54,7 @@ def load(spec: ModelSpec, source: str, seed: int, fingerprint: str, log=print) -
     if source == "random":
         info = Weights(source="random", seed=seed)
     elif source == "trained":
-        info, metrics = _trained(spec, model, seed, fingerprint, log)
+        info, metrics = _trained(spec, model, seed, log)
     elif source == "torchvision":
         info, pre = _torchvision(spec, model)
     elif source == "timm":
@@ -153,10 +153,18 @@ def _state_sha(state: dict) -> str:
     return h.hexdigest()
 
 
-def _trained(spec: ModelSpec, model: nn.Module, seed: int, fingerprint: str, log) -> tuple[Weights, dict]:
+def _trained(spec: ModelSpec, model: nn.Module, seed: int, log) -> tuple[Weights, dict]:
     if spec.trainer is None:
         raise WeightsError(f"{spec.name} is not trained as part of its build (weights: random, a file, ...)")
-    cache = CACHE_DIR / f"{spec.name}-{fingerprint[:16]}.pt"
+    # Keyed by what shapes the trained weights: the architecture's code, the training code and the seed.
+    import inspect
+
+    from export import training
+
+    h = hashlib.sha256(f"{spec.name}:{seed}".encode())
+    for source in (inspect.getsourcefile(spec.builder), inspect.getsourcefile(training)):
+        h.update(Path(source).read_bytes())
+    cache = CACHE_DIR / f"{spec.name}-{h.hexdigest()[:16]}.pt"
     meta = cache.with_suffix(".json")
     if cache.is_file() and meta.is_file():
         model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))

@@ -2,9 +2,9 @@
 
 from export.zoo.layers.attention import (
     CBAM,
+    SCSE,
     ChannelGate,
     CmpeSE,
-    SCSE,
     SpatialGate,
     SqueezeExcite,
     create_attn,
