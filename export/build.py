@@ -170,7 +170,7 @@ def build(
         onnx_rel = f"{VERSION}/{MODEL_FILE}"
         onnx_path = tmp / onnx_rel
         onnx_path.parent.mkdir(parents=True)
-        log(f"    exporting {name} ({facts.num_params / 1e6:.2f} M params, {facts.macs / 1e9:.3f} GMACs)")
+        log(f"    exporting {name} ({facts.num_params / 1e6:.2f} M params, {facts.macs / 1e6:.1f} M MACs)")
         export_onnx(model, torch.randn(2, *spec.input_size), onnx_path, log)
         proto = onnx.load(str(onnx_path))
         onnx.checker.check_model(proto)

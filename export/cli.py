@@ -113,12 +113,12 @@ def _build(args, parser) -> int:
         results.append(r)
 
     print()
-    print(f"{'model':32} {'status':8} {'seconds':>8} {'params':>10} {'GMACs':>8} {'parity':>9} {'MB':>8}")
+    print(f"{'model':32} {'status':8} {'seconds':>8} {'params':>10} {'MMACs':>9} {'parity':>9} {'MB':>8}")
     for r in results:
         parity = "" if r.parity is None else f"{r.parity:.2g}"
         print(
             f"{r.name:32} {r.status:8} {r.seconds:8.1f} {r.num_params / 1e6:9.2f}M "
-            f"{r.macs / 1e9:8.3f} {parity:>9} {r.onnx_bytes / 1e6:8.1f}"
+            f"{r.macs / 1e6:9.1f} {parity:>9} {r.onnx_bytes / 1e6:8.1f}"
         )
     print(f"total {time.perf_counter() - total_start:.1f} s, store {args.store}")
     failed = [r for r in results if r.status == "failed"]

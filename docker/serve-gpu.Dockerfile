@@ -1,0 +1,29 @@
+# ZooServe service image, NVIDIA GPU: onnxruntime-gpu (CUDA 13, cuDNN 9) with the CUDA libraries from
+# their pip wheels (the `cuda,cudnn` extras; cuBLAS is not among them, so it is named here).
+# Never install onnxruntime (CPU) beside onnxruntime-gpu: both provide the same module.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements/serve-gpu.txt requirements/
+RUN pip install --no-deps --requirement requirements/serve-gpu.txt
+COPY pyproject.toml README.md ./
+COPY service ./service
+RUN pip install --no-deps . \
+    && useradd --system --uid 10001 --no-create-home zoo
+
+USER 10001
+ENV ZOOSERVE_HOST=0.0.0.0 \
+    ZOOSERVE_PORT=8000 \
+    ZOOSERVE_STORE=/models \
+    ZOOSERVE_PROVIDERS=cuda,cpu \
+    ZOOSERVE_REQUIRE_GPU=1
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2)"]
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "service"]
