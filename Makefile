@@ -41,7 +41,7 @@ format: install
 	$(BIN)/ruff format .
 
 docs: install
-	$(BIN)/python -m export list --markdown docs/zoo.md
+	$(BIN)/python -m export list --markdown docs/zoo.md --readme README.md
 
 bench: install
 	$(BIN)/python bench/serve.py

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     fmt.add_argument(
         "--markdown", nargs="?", const="docs/zoo.md", metavar="PATH", help="write the zoo table (docs/zoo.md)"
     )
+    p_list.add_argument("--readme", type=Path, metavar="PATH", help="with --markdown: also refresh README's model list")
 
     p_build = sub.add_parser("build", help="export models into the store")
     p_build.add_argument("names", nargs="*", metavar="NAME")
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _list(args) -> int:
-    from export.docs import model_rows, zoo_markdown
+    from export.docs import model_rows, update_readme, zoo_markdown
 
     rows = model_rows()
     if args.json:
@@ -56,6 +57,9 @@ def _list(args) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(zoo_markdown(rows))
         print(f"wrote {path} ({len(rows)} models)")
+        if args.readme:
+            args.readme.write_text(update_readme(args.readme.read_text(), rows))
+            print(f"updated the model list in {args.readme}")
     else:
         print(f"{'name':32} {'family':20} {'input':>11} {'params':>10}  paper")
         for r in rows:

@@ -59,3 +59,27 @@ def zoo_markdown(rows: list[dict]) -> str:
             f"| {r['params'] / 1e6:.3f} M | {ref} | {r['macs'] / 1e9:.3f} G | {weights} |"
         )
     return "\n".join(lines) + "\n"
+
+
+README_START, README_END = "<!-- zoo:start -->", "<!-- zoo:end -->"
+
+
+def readme_block(rows: list[dict]) -> str:
+    """The compact model list for the README: grouped by family, one line each."""
+    lines = ["| name | family | input | params | MACs |", "|---|---|---|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| `{r['name']}` | {r['family']} | {'x'.join(map(str, r['input']))} "
+            f"| {r['params'] / 1e6:.2f} M | {_macs(r['macs'])} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(text: str, rows: list[dict]) -> str:
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{readme_block(rows)}\n{README_END}{tail}"
+
+
+def _macs(macs: int) -> str:
+    return f"{macs / 1e9:.2f} G" if macs >= 1e8 else f"{macs / 1e6:.1f} M"

@@ -94,11 +94,13 @@ def test_analyze_counts_a_known_network():
     assert facts.output_shape == [-1, 10]
 
 
-def test_zoo_markdown_is_current(repo_root):
-    from export.docs import model_rows, zoo_markdown
+def test_zoo_docs_are_current(repo_root):
+    from export.docs import model_rows, update_readme, zoo_markdown
 
-    current = (repo_root / "docs" / "zoo.md").read_text()
-    assert current == zoo_markdown(model_rows()), "docs/zoo.md is stale: run `make docs`"
+    rows = model_rows()
+    assert (repo_root / "docs" / "zoo.md").read_text() == zoo_markdown(rows), "docs/zoo.md is stale: run `make docs`"
+    readme = (repo_root / "README.md").read_text()
+    assert readme == update_readme(readme, rows), "README's model list is stale: run `make docs`"
 
 
 def test_list_json_matches_registry(run_cli):
