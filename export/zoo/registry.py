@@ -55,7 +55,7 @@ class ModelSpec:
     trainer: Callable[..., dict[str, float]] | None = None
     max_batch_size: int = 32
     # Parity tolerance: |onnxruntime - torch| <= atol + rtol * max|torch|.
-    parity_atol: float = 1e-4
+    parity_atol: float = 1e-6
     parity_rtol: float = 1e-4
     default_weights: str = "random"
 

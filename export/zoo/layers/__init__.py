@@ -10,7 +10,8 @@ from export.zoo.layers.attention import (
     create_attn,
     get_attn,
 )
-from export.zoo.layers.conv_norm_act import ConvNormAct, NormActConv
+from export.zoo.layers.conv_norm_act import ConvNormAct, LayerFactory, NormActConv
+from export.zoo.layers.init import init_weights
 from export.zoo.layers.separable import SeparableConv2d
 from export.zoo.layers.shuffle import ChannelShuffle, channel_shuffle
 
@@ -21,6 +22,7 @@ __all__ = [
     "ChannelShuffle",
     "CmpeSE",
     "ConvNormAct",
+    "LayerFactory",
     "NormActConv",
     "SeparableConv2d",
     "SpatialGate",
@@ -28,4 +30,5 @@ __all__ = [
     "channel_shuffle",
     "create_attn",
     "get_attn",
+    "init_weights",
 ]
