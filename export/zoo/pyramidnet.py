@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from export.zoo.layers import ConvNormAct, NormActConv
-from export.zoo.layers.conv_norm_act import LayerFactory, _make_act
+from export.zoo.layers.conv_norm_act import LayerFactory, make_act
 from export.zoo.registry import register_model
 from export.zoo.resnet_cifar import CIFAR_SPEC, ZeroPadShortcut, init_weights
 from service.manifest import Paper, Reference
@@ -131,7 +131,7 @@ class PyramidNet(nn.Module):
                 channels = unit.out_channels
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
-        self.final = nn.Sequential(norm_layer(channels), _make_act(act_layer))
+        self.final = nn.Sequential(norm_layer(channels), make_act(act_layer))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         init_weights(self)

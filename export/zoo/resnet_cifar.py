@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from export.zoo.layers import ConvNormAct, NormActConv
-from export.zoo.layers.conv_norm_act import LayerFactory, _make_act
+from export.zoo.layers.conv_norm_act import LayerFactory, make_act
 from export.zoo.registry import CIFAR_PREPROCESSING, register_model
 from export.zoo.resnet import RESNET_PAPER
 from service.manifest import Paper, Reference
@@ -125,7 +125,7 @@ class BasicBlock(nn.Module):
         )
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, norm_layer=norm_layer, act_layer=None)
         self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride, pool="subsample", pad="both")
-        self.act = _make_act(act_layer)
+        self.act = make_act(act_layer)
 
     def init_residual_(self, scale: float) -> None:
         """Start the residual branch at `scale` (the last BN's weight), see `init_weights`."""
@@ -159,7 +159,7 @@ class PreActBlock(nn.Module):
         super().__init__()
         mid = int(out_channels * bottleneck_ratio)
         widths = [in_channels] + [mid] * (len(kernel_sizes) - 1) + [out_channels]
-        self.preact = nn.Sequential(norm_layer(in_channels), _make_act(act_layer))
+        self.preact = nn.Sequential(norm_layer(in_channels), make_act(act_layer))
         k = kernel_sizes[0]
         self.conv1 = nn.Conv2d(in_channels, widths[1], k, stride, (k - 1) // 2, bias=False)
         convs = []
@@ -225,7 +225,7 @@ class CifarResNet(nn.Module):
                 channels = width
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
-        self.final = nn.Sequential(norm_layer(channels), _make_act(act_layer)) if preact else nn.Identity()
+        self.final = nn.Sequential(norm_layer(channels), make_act(act_layer)) if preact else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         init_weights(self)

@@ -10,7 +10,7 @@ from export.zoo.layers.attention import (
     create_attn,
     get_attn,
 )
-from export.zoo.layers.conv_norm_act import ConvNormAct, LayerFactory, NormActConv
+from export.zoo.layers.conv_norm_act import ConvNormAct, LayerFactory, NormActConv, make_act
 from export.zoo.layers.init import init_weights
 from export.zoo.layers.separable import SeparableConv2d
 from export.zoo.layers.shuffle import ChannelShuffle, channel_shuffle
@@ -31,4 +31,5 @@ __all__ = [
     "create_attn",
     "get_attn",
     "init_weights",
+    "make_act",
 ]

@@ -47,7 +47,7 @@ class ConvNormAct(nn.Sequential):
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if act_layer is not None:
-            layers.append(_make_act(act_layer))
+            layers.append(make_act(act_layer))
         super().__init__(*layers)
         self.out_channels = out_channels
 
@@ -69,14 +69,15 @@ class NormActConv(nn.Sequential):
     ) -> None:
         layers: list[nn.Module] = [norm_layer(in_channels)]
         if act_layer is not None:
-            layers.append(_make_act(act_layer))
+            layers.append(make_act(act_layer))
         pad = (kernel_size - 1) // 2 if padding is None else padding
         layers.append(nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, groups=groups, bias=bias))
         super().__init__(*layers)
         self.out_channels = out_channels
 
 
-def _make_act(act_layer: LayerFactory) -> nn.Module:
+def make_act(act_layer: LayerFactory) -> nn.Module:
+    """An activation module, in place where the class supports it."""
     try:
         return act_layer(inplace=True)
     except TypeError:
