@@ -168,13 +168,8 @@ def _legacy_seresnet(name: str, **kwargs) -> nn.Module:
 
 def _cmpe_se(mode: str) -> LayerFactory:
     """CMPE-SE with the official pair-view filter count: bottleneck width / 16 = C / 64 (`channels /
-    cmpe_se_ratio` in `cmpese_resnetv2_block.py`, where `channels` is the bottleneck width)."""
-    factory = get_attn("cmpe_se", mode=mode)
-
-    def build(channels: int) -> nn.Module:
-        return factory(channels, filters=max(1, channels // (Bottleneck.expansion * 16)))
-
-    return build
+    cmpe_se_ratio` in `cmpese_resnetv2_block.py`, where `channels` is the bottleneck width), the layer's default."""
+    return get_attn("cmpe_se", mode=mode)
 
 
 # --------------------------------------------------------------------------------------------- papers

@@ -119,10 +119,12 @@ class CmpeSE(nn.Module):
     Modes, after the official MXNet code (scut-aitcm/Competitive-Inner-Imaging-SENet):
       "fc"       double FC: each descriptor -> 1x1 to C/r + ReLU, concatenated -> 1x1 to C -> sigmoid;
       "conv1x1"  pair-view: the two descriptors stacked as a (C, 2) map, a 1x1 conv with `filters`
-                 channels + BN, mean over filters, flatten (2C) -> FC C/r -> ReLU -> FC C -> sigmoid;
+                 channels (default C/64: the bottleneck width / 16 of a x4 bottleneck) + BN, mean over
+                 filters, flatten (2C) -> FC C/r -> ReLU -> FC C -> sigmoid;
       "conv2x1"  pair-view with a (1, 2) kernel across the pair, giving (C, 1) -> FC C/r -> FC C;
-      "3x3"      inner imaging: the (C, 2) map folded to (2C/k, k), 3x3 valid conv + BN, mean over
-                 filters, flatten -> FC C/r -> FC C.
+      "3x3"      inner imaging: the (C, 2) map folded to (2C/k, k), each group of k channels giving one
+                 row of residual descriptors then one row of identity descriptors; 3x3 valid conv + BN,
+                 mean over filters, flatten -> FC C/r -> FC C.
     The SE fully connected layers have no biases. Output: out * gate (the block adds the shortcut).
     """
 
@@ -141,7 +143,7 @@ class CmpeSE(nn.Module):
             raise ValueError(f"unknown CMPE-SE mode {mode!r}")
         self.mode = mode
         rd = _reduced(channels, rd_ratio)
-        filters = filters or max(1, channels // 16)
+        filters = filters or max(1, channels // 64)
         self.fold = fold
         if mode == "fc":
             self.squeeze_out = nn.Sequential(nn.Conv2d(channels, rd, 1, bias=False), nn.ReLU(inplace=True))
@@ -170,6 +172,8 @@ class CmpeSE(nn.Module):
         pair = pair.unsqueeze(1)  # (N, 1, C, 2)
         if self.mode == "3x3":
             n, _, c, _ = pair.shape
+            # Fold re-imaging: per group of `fold` channels, a row of residual then a row of identity values.
+            pair = pair.reshape(n, c // self.fold, self.fold, 2).transpose(2, 3)
             pair = pair.reshape(n, 1, 2 * c // self.fold, self.fold)
         imaged = self.pair_conv(pair).mean(1)  # mean over filters
         gate = torch.sigmoid(self.fc(imaged.flatten(1)))
