@@ -61,10 +61,10 @@ def _list(args) -> int:
             args.readme.write_text(update_readme(args.readme.read_text(), rows))
             print(f"updated the model list in {args.readme}")
     else:
-        print(f"{'name':32} {'family':20} {'input':>11} {'params':>10}  paper")
+        print(f"{'name':32} {'family':26} {'input':>11} {'params':>10}  paper")
         for r in rows:
             print(
-                f"{r['name']:32} {r['family']:20} {'x'.join(map(str, r['input'])):>11} "
+                f"{r['name']:32} {r['family']:26} {'x'.join(map(str, r['input'])):>11} "
                 f"{r['params'] / 1e6:9.2f}M  {r['paper']} ({r['year']})"
             )
     return 0

@@ -117,8 +117,7 @@ def alexnet(**kwargs) -> tvm.AlexNet:
     paper=ZFNET_PAPER,
     reference=Reference(
         params=62_357_608,
-        source="computed from the paper's Fig. 3 layer definition "
-        "(conv 96-256-384-384-256, FC 4096-4096-1000)",
+        source="computed from the paper's Fig. 3 layer definition (conv 96-256-384-384-256, FC 4096-4096-1000)",
     ),
 )
 def zfnet(**kwargs) -> ZFNet:

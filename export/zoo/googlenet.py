@@ -32,9 +32,7 @@ WEIGHTS = "GoogLeNet_Weights.IMAGENET1K_V1"
 @register_model(
     family="GoogLeNet",
     paper=PAPER,
-    reference=Reference(
-        params=6_624_904, source=f"torchvision {WEIGHTS} (auxiliary heads removed)", exact=True
-    ),
+    reference=Reference(params=6_624_904, source=f"torchvision {WEIGHTS} (auxiliary heads removed)", exact=True),
     preprocessing=imagenet_preprocessing(crop=224, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
     pretrained={"torchvision": WEIGHTS},
 )

@@ -59,9 +59,7 @@ class HighwayLayer(nn.Module):
 
 def dense_highway(width: int, gate_bias: float = -2.0, act_layer: LayerFactory = nn.ReLU) -> HighwayLayer:
     """A fully connected highway layer: H = act(W_H x + b_H)."""
-    return HighwayLayer(
-        nn.Sequential(nn.Linear(width, width), act_layer()), nn.Linear(width, width), gate_bias
-    )
+    return HighwayLayer(nn.Sequential(nn.Linear(width, width), act_layer()), nn.Linear(width, width), gate_bias)
 
 
 def conv_highway(

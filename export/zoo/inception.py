@@ -102,9 +102,7 @@ class InceptionModule(nn.Module):
         if pool is not None:
             layers = [_POOLS[pool.kind](3, pool.stride, pool.padding, ceil_mode=pool.ceil_mode)]
             if pool.proj:
-                layers.append(
-                    ConvNormAct(in_channels, pool.proj, 1, norm_layer=norm_layer, act_layer=act_layer)
-                )
+                layers.append(ConvNormAct(in_channels, pool.proj, 1, norm_layer=norm_layer, act_layer=act_layer))
             self.branches.append(nn.Sequential(*layers))
             out_channels += pool.proj or in_channels
         self.out_channels = out_channels
@@ -225,9 +223,7 @@ def _bn_inception(
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
     channels = 192
     for name, row in rows.items():
-        block = InceptionModule(
-            channels, *_bn_inception_branches(row), norm_layer=norm_layer, act_layer=act_layer
-        )
+        block = InceptionModule(channels, *_bn_inception_branches(row), norm_layer=norm_layer, act_layer=act_layer)
         blocks[name] = block
         channels = block.out_channels
     return InceptionNet(stem, nn.Sequential(blocks), channels, num_classes)
@@ -365,9 +361,7 @@ def inception_v3(*, transform_input: bool = False, **kwargs) -> tvm.Inception3:
 @register_model(
     family="Inception",
     paper=V4_PAPER,
-    reference=Reference(
-        params=42_680_000, source="timm results-imagenet.csv inception_v4 param_count 42.68M"
-    ),
+    reference=Reference(params=42_680_000, source="timm results-imagenet.csv inception_v4 param_count 42.68M"),
     input_size=INPUT_299,
     # timm inception_v4.tf_in1k: crop_pct 0.875 (floor(299 / 0.875) = 341), bicubic, mean = std = 0.5.
     preprocessing=imagenet_preprocessing(crop=299, resize=341, interpolation="bicubic", **INCEPTION_MEAN_STD),
@@ -394,9 +388,7 @@ def inception_resnet_v1(**kwargs) -> InceptionNet:
 @register_model(
     family="Inception",
     paper=V4_PAPER,
-    reference=Reference(
-        params=55_840_000, source="timm results-imagenet.csv inception_resnet_v2 param_count 55.84M"
-    ),
+    reference=Reference(params=55_840_000, source="timm results-imagenet.csv inception_resnet_v2 param_count 55.84M"),
     input_size=INPUT_299,
     # timm inception_resnet_v2.tf_in1k: crop_pct 0.8975 (299 / 333), bicubic, mean = std = 0.5.
     preprocessing=imagenet_preprocessing(crop=299, resize=333, interpolation="bicubic", **INCEPTION_MEAN_STD),

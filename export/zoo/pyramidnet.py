@@ -37,9 +37,7 @@ from service.manifest import Paper, Reference
 Widening = Literal["additive", "multiplicative"]
 
 
-def pyramid_widths(
-    num_units: int, alpha: float, start: int = 16, widening: Widening = "additive"
-) -> list[int]:
+def pyramid_widths(num_units: int, alpha: float, start: int = 16, widening: Widening = "additive") -> list[int]:
     """Each unit's width: a running float grown by alpha/N (additive) or alpha^(1/N) (multiplicative)."""
     if widening not in ("additive", "multiplicative"):
         raise ValueError(f"widening must be 'additive' or 'multiplicative', not {widening!r}")
@@ -150,9 +148,7 @@ _UNITS: dict[str, tuple[tuple[int, ...], int, int]] = {
 }
 
 
-def _pyramidnet(
-    depth: int, alpha: float, unit: str = "basic", widening: Widening = "additive", **kwargs
-) -> PyramidNet:
+def _pyramidnet(depth: int, alpha: float, unit: str = "basic", widening: Widening = "additive", **kwargs) -> PyramidNet:
     """PyramidNet-depth with widening alpha: depth = 3 * (layers per unit) * n + 2, n units per stage."""
     kernel_sizes, expansion, per_unit = _UNITS[unit]
     if (depth - 2) % (3 * per_unit):
@@ -175,9 +171,7 @@ PAPER = Paper(
 
 def _spec(params: int, readme_millions: float) -> dict:
     source = f"computed from dyhan0920/PyramidNet-PyTorch PyramidNet.py (README: {readme_millions}M)"
-    return dict(
-        family="PyramidNet", paper=PAPER, reference=Reference(params=params, source=source), **CIFAR_SPEC
-    )
+    return dict(family="PyramidNet", paper=PAPER, reference=Reference(params=params, source=source), **CIFAR_SPEC)
 
 
 # --- public builders -------------------------------------------------------------------------------------

@@ -111,6 +111,12 @@ def build_model(name: str, **overrides) -> nn.Module:
 
 
 _NOT_FAMILIES = {"registry", "layers"}
+# The survey's taxonomy (spatial, depth, multi-path and width, feature-map and attention, light): the order
+# of `list_models()`. A family module not named here is still loaded, after these.
+_FAMILY_ORDER = (
+    "lenet", "alexnet", "vgg", "googlenet", "highway", "resnet", "resnet_cifar", "inception", "wrn",
+    "pyramidnet", "xception", "attention_resnet", "cb_cnn", "residual_attention", "mobilenet", "shufflenet",
+)  # fmt: skip
 
 
 def _load_families() -> None:
@@ -120,6 +126,7 @@ def _load_families() -> None:
 
     import export.zoo as package
 
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in _NOT_FAMILIES and not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+    found = [m.name for m in pkgutil.iter_modules(package.__path__)]
+    found = [m for m in found if m not in _NOT_FAMILIES and not m.startswith("_")]
+    for name in sorted(found, key=lambda m: (_FAMILY_ORDER.index(m) if m in _FAMILY_ORDER else len(_FAMILY_ORDER), m)):
+        importlib.import_module(f"{package.__name__}.{name}")

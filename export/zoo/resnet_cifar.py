@@ -58,9 +58,7 @@ class ZeroPadShortcut(nn.Module):
     ) -> None:
         super().__init__()
         if out_channels < in_channels:
-            raise ValueError(
-                f"a zero-padding shortcut cannot shrink {in_channels} to {out_channels} channels"
-            )
+            raise ValueError(f"a zero-padding shortcut cannot shrink {in_channels} to {out_channels} channels")
         extra = out_channels - in_channels
         self.pad_front = extra // 2 if pad == "both" else 0
         self.pad_back = extra - self.pad_front
@@ -120,9 +118,7 @@ class BasicBlock(nn.Module):
         act_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
-        self.conv1 = ConvNormAct(
-            in_channels, out_channels, 3, stride, norm_layer=norm_layer, act_layer=act_layer
-        )
+        self.conv1 = ConvNormAct(in_channels, out_channels, 3, stride, norm_layer=norm_layer, act_layer=act_layer)
         self.conv2 = ConvNormAct(out_channels, out_channels, 3, norm_layer=norm_layer, act_layer=None)
         self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride, pool="subsample", pad="both")
         self.act = make_act(act_layer)

@@ -38,9 +38,7 @@ def _wide_resnet_cifar(depth: int, widen_factor: int, drop_rate: float = 0.0, **
 
 def _wrn(params: int, paper_millions: float) -> dict:
     source = f"computed from szagoruyko/wide-residual-networks pytorch/resnet.py (paper: {paper_millions}M)"
-    return dict(
-        family="Wide ResNet", paper=WRN_PAPER, reference=Reference(params=params, source=source), **CIFAR_SPEC
-    )
+    return dict(family="Wide ResNet", paper=WRN_PAPER, reference=Reference(params=params, source=source), **CIFAR_SPEC)
 
 
 # --- public builders -------------------------------------------------------------------------------------
