@@ -15,14 +15,14 @@ weights are copied in).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import timm
 import torch
 from timm.models.senet import SEResNetBottleneck
 from torch import nn
 
-from export.zoo.layers import ConvNormAct, get_attn
+from export.zoo.layers import ConvNormAct, damp_residual_branches, get_attn, he_init
 from export.zoo.layers.conv_norm_act import LayerFactory
 from export.zoo.registry import imagenet_preprocessing, register_model
 from service.manifest import Paper, Reference
@@ -132,23 +132,8 @@ def _init_weights(model: nn.Module) -> None:
     SE-ResNet-152 reaches logits of ~1e4 whose float32 and float64 evaluations differ by ~4e3, so no export
     could match it. Damped branches keep the random model's outputs O(1) (the Fixup idea).
     """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    _damp_residuals(model, Bottleneck, lambda block: block.conv3[-1])
-
-
-def _damp_residuals(
-    model: nn.Module, block_type: type[nn.Module], last_norm: Callable[[nn.Module], nn.Module]
-) -> nn.Module:
-    """Set the last BN weight of every `block_type` residual branch to 1/sqrt(number of such blocks)."""
-    blocks = [m for m in model.modules() if isinstance(m, block_type)]
-    for block in blocks:
-        nn.init.constant_(last_norm(block).weight, len(blocks) ** -0.5)
-    return model
+    he_init(model)
+    damp_residual_branches([m.conv3[-1] for m in model.modules() if isinstance(m, Bottleneck)])
 
 
 # --------------------------------------------------------------------------------------------- factory
@@ -163,7 +148,8 @@ def _resnet50(attn_layer: LayerFactory, **kwargs) -> AttentionResNet:
 def _legacy_seresnet(name: str, **kwargs) -> nn.Module:
     """timm's Caffe-faithful SE-ResNet, its random init damped as ours (see `_init_weights`)."""
     model = timm.create_model(name, pretrained=False, **kwargs)
-    return _damp_residuals(model, SEResNetBottleneck, lambda block: block.bn3)
+    damp_residual_branches([m.bn3 for m in model.modules() if isinstance(m, SEResNetBottleneck)])
+    return model
 
 
 def _cmpe_se(mode: str) -> LayerFactory:

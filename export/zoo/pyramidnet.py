@@ -89,9 +89,9 @@ class PyramidUnit(nn.Module):
         self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride, pool="avg", pad="end")
         self.out_channels = out_channels
 
-    def init_residual_(self, scale: float) -> None:
-        """Start the residual branch at `scale` (the last BN's weight), see `resnet_cifar.init_weights`."""
-        nn.init.constant_(self.residual[-1].weight, scale)
+    @property
+    def residual_last_layer(self) -> nn.Module:
+        return self.residual[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual(x) + self.shortcut(x)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.zoo.layers import ConvNormAct, NormActConv
+from export.zoo.layers import ConvNormAct, NormActConv, damp_residual_branches, he_init
 from export.zoo.layers.conv_norm_act import LayerFactory
 from export.zoo.registry import register_model
 from service.manifest import Paper, Reference
@@ -170,16 +170,8 @@ def _init_weights(model: nn.Module) -> None:
     a random Attention-92 reach logits of ~6e4, too ill-conditioned for any export to match in float32.
     Damped residual branches (the Fixup idea) keep the random model's outputs O(1).
     """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    units = [m for m in model.modules() if isinstance(m, PreActBottleneck)]
-    with torch.no_grad():
-        for unit in units:
-            unit.conv3[-1].weight.mul_(len(units) ** -0.5)
+    he_init(model)
+    damp_residual_branches([m.conv3[-1] for m in model.modules() if isinstance(m, PreActBottleneck)])
 
 
 # --------------------------------------------------------------------------------------------- factory

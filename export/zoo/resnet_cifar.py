@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from export.zoo.layers import ConvNormAct, NormActConv
+from export.zoo.layers import ConvNormAct, NormActConv, damp_residual_branches, he_init
 from export.zoo.layers.conv_norm_act import LayerFactory, make_act
 from export.zoo.registry import CIFAR_PREPROCESSING, register_model
 from export.zoo.resnet import RESNET_PAPER
@@ -87,17 +87,8 @@ def init_weights(model: nn.Module) -> None:
     carries and the activations double in variance per unit: ResNet-110's logits reach ~1e8 and ResNet-1001's
     overflow float32. Scaling the branches (Fixup-style) keeps the exported random model's outputs O(1).
     """
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.zeros_(m.bias)
-    units = [m for m in model.modules() if hasattr(m, "init_residual_")]
-    for unit in units:
-        unit.init_residual_(len(units) ** -0.5)
+    he_init(model)
+    damp_residual_branches([m.residual_last_layer for m in model.modules() if hasattr(m, "residual_last_layer")])
 
 
 # --- blocks ----------------------------------------------------------------------------------------------
@@ -123,9 +114,9 @@ class BasicBlock(nn.Module):
         self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride, pool="subsample", pad="both")
         self.act = make_act(act_layer)
 
-    def init_residual_(self, scale: float) -> None:
-        """Start the residual branch at `scale` (the last BN's weight), see `init_weights`."""
-        nn.init.constant_(self.conv2[-1].weight, scale)
+    @property
+    def residual_last_layer(self) -> nn.Module:
+        return self.conv2[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
@@ -168,11 +159,9 @@ class PreActBlock(nn.Module):
         project = stride != 1 or in_channels != out_channels
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False) if project else None
 
-    def init_residual_(self, scale: float) -> None:
-        """Start the residual branch at `scale` (the last conv's weights), see `init_weights`."""
-        last = self.convs[-1][-1] if len(self.convs) else self.conv1
-        with torch.no_grad():
-            last.weight.mul_(scale)
+    @property
+    def residual_last_layer(self) -> nn.Module:
+        return self.convs[-1][-1] if len(self.convs) else self.conv1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.preact(x)

@@ -11,7 +11,7 @@ from export.zoo.layers.attention import (
     get_attn,
 )
 from export.zoo.layers.conv_norm_act import ConvNormAct, LayerFactory, NormActConv, make_act
-from export.zoo.layers.init import init_weights
+from export.zoo.layers.init import damp_residual_branches, he_init, init_weights
 from export.zoo.layers.separable import SeparableConv2d
 from export.zoo.layers.shuffle import ChannelShuffle, channel_shuffle
 
@@ -29,7 +29,9 @@ __all__ = [
     "SqueezeExcite",
     "channel_shuffle",
     "create_attn",
+    "damp_residual_branches",
     "get_attn",
+    "he_init",
     "init_weights",
     "make_act",
 ]
