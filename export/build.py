@@ -242,3 +242,21 @@ def _replace(tmp: Path, entry: Path) -> None:
         entry.rename(old)
     tmp.rename(entry)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def build_quietly(name: str, store: Path, weights: str = "default", seed: int = 0, force: bool = False) -> BuildResult:
+    """`build` for a worker process: one intra-op thread (the workers share the cores), errors as results."""
+    torch.set_num_threads(1)
+    try:
+        return build(name, store, weights=weights, seed=seed, force=force, log=lambda *_: None)
+    except Exception as exc:
+        return BuildResult(name, "failed", error=f"{type(exc).__name__}: {exc}".strip())
+
+
+def worker_pool(jobs: int):
+    """Processes for building several models at once. Spawned, not forked: torch's threads do not survive a
+    fork; recycled every few models so no worker accumulates memory."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=8)

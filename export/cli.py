@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the model's own default, random with --seed, or trained)",
     )
     p_build.add_argument("--seed", type=int, default=0, help="seed for random weights and training")
+    p_build.add_argument(
+        "--jobs", "-j", type=int, default=1, metavar="N", help="build N models at once, one process and thread each"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -70,6 +73,19 @@ def _list(args) -> int:
     return 0
 
 
+def _report(prefix: str, r) -> None:
+    if r.status == "failed":
+        print(f"{prefix}: FAILED: {r.error}", flush=True)
+    elif r.status == "skipped":
+        print(f"{prefix}: up to date, skipped", flush=True)
+    else:
+        print(
+            f"{prefix}: built in {r.seconds:.1f} s, parity {r.parity:.2g} <= {r.tolerance:.2g}, "
+            f"{r.onnx_bytes / 1e6:.1f} MB",
+            flush=True,
+        )
+
+
 def _build(args, parser) -> int:
     import torch
 
@@ -90,31 +106,37 @@ def _build(args, parser) -> int:
         print("\n".join(unknown), file=sys.stderr)
         return 2
 
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     results = []
     total_start = time.perf_counter()
-    for i, name in enumerate(names, 1):
-        prefix = f"[{i}/{len(names)}] {name}"
-        print(f"{prefix}: building", flush=True)
-        try:
-            r = build(name, args.store, weights=args.weights, seed=args.seed, force=args.force)
-        except Exception as exc:  # one model's failure must not stop the others
-            from export.build import BuildResult
+    if args.jobs > 1:
+        from concurrent.futures import as_completed
 
-            r = BuildResult(name, "failed", error=f"{type(exc).__name__}: {exc}".strip())
-            print(f"{prefix}: FAILED: {r.error}", flush=True)
-            if os.environ.get("ZOOSERVE_DEBUG"):
-                traceback.print_exc()
-        else:
-            if r.status == "skipped":
-                print(f"{prefix}: up to date, skipped", flush=True)
-            else:
-                print(
-                    f"{prefix}: built in {r.seconds:.1f} s, parity {r.parity:.2g} <= {r.tolerance:.2g}, "
-                    f"{r.onnx_bytes / 1e6:.1f} MB",
-                    flush=True,
-                )
-        results.append(r)
+        from export.build import build_quietly, worker_pool
+
+        print(f"building {len(names)} models, {args.jobs} at a time", flush=True)
+        with worker_pool(args.jobs) as pool:
+            futures = [pool.submit(build_quietly, n, args.store, args.weights, args.seed, args.force) for n in names]
+            for i, future in enumerate(as_completed(futures), 1):
+                r = future.result()
+                _report(f"[{i}/{len(names)}] {r.name}", r)
+                results.append(r)
+        order = {n: i for i, n in enumerate(names)}
+        results.sort(key=lambda r: order[r.name])
+    else:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        for i, name in enumerate(names, 1):
+            prefix = f"[{i}/{len(names)}] {name}"
+            print(f"{prefix}: building", flush=True)
+            try:
+                r = build(name, args.store, weights=args.weights, seed=args.seed, force=args.force)
+            except Exception as exc:  # one model's failure must not stop the others
+                from export.build import BuildResult
+
+                r = BuildResult(name, "failed", error=f"{type(exc).__name__}: {exc}".strip())
+                if os.environ.get("ZOOSERVE_DEBUG"):
+                    traceback.print_exc()
+            _report(prefix, r)
+            results.append(r)
 
     print()
     print(f"{'model':32} {'status':8} {'seconds':>8} {'params':>10} {'MMACs':>9} {'parity':>9} {'MB':>8}")
