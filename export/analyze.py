@@ -36,7 +36,12 @@ def _macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 
 
 def analyze(model: nn.Module, input_size: tuple[int, ...]) -> Analysis:
-    """Run one image through `model` (eval mode) and tabulate its layers in execution order."""
+    """Run one image through `model` (eval mode) and tabulate its layers in execution order.
+
+    Works on the "meta" device too (shapes only, no arithmetic): `with torch.device("meta"): build()`
+    gives the same table in a fraction of the time, without allocating or initialising any weights.
+    """
+    device = next(model.parameters()).device
     found: dict[str, dict] = {}
     order: list[str] = []
     handles = []
@@ -67,7 +72,7 @@ def analyze(model: nn.Module, input_size: tuple[int, ...]) -> Analysis:
             handles.append(module.register_forward_hook(hook(name)))
     try:
         with torch.inference_mode():
-            out = model(torch.zeros(1, *input_size))
+            out = model(torch.zeros(1, *input_size, device=device))
     finally:
         for h in handles:
             h.remove()
