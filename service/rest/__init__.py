@@ -1,0 +1,1 @@
+"""HTTP transport: the app factory and one thin router per resource over the data plane."""

@@ -1,0 +1,269 @@
+"""onnxruntime: one global thread pool, execution providers with an honest fallback, sessions, warm-up.
+
+- One process-wide intra-op pool sized to the CPUs this process may really use (affinity and the
+  container's cgroup CPU quota), shared by every session (`use_per_session_threads = False`): 40
+  models do not mean 40 pools fighting over 2 cores.
+- Providers are asked for in order of preference. onnxruntime silently falls back to CPU when a GPU
+  provider cannot load, so the provider actually in use is read back from the session
+  (`get_providers()`), logged, and reported; ZOOSERVE_REQUIRE_GPU turns a fallback into a failure.
+- Session creation is not guaranteed thread-safe: the data plane creates sessions one at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import os
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.errors import ProviderError
+
+log = logging.getLogger("zooserve.runtime")
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+GPU_PROVIDERS = frozenset(
+    {
+        "CUDAExecutionProvider",
+        "TensorrtExecutionProvider",
+        "ROCMExecutionProvider",
+        "MIGraphXExecutionProvider",
+        "DmlExecutionProvider",
+    }
+)
+_DEVICE_OPTION_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
+
+_pool_lock = threading.Lock()
+_pool_threads: int | None = None
+
+
+# --- CPUs -----------------------------------------------------------------------------------------
+
+
+def cgroup_cpu_limit(
+    cgroup_root: Path = Path("/sys/fs/cgroup"), proc_self_cgroup: Path = Path("/proc/self/cgroup")
+) -> float | None:
+    """The CPU quota of this process's cgroup (quota / period), or None when unlimited or unknown.
+
+    cgroup v2: `<root>/<path>/cpu.max` ("max 100000" or "200000 100000"), looking at the process's own
+    group and its parents up to the root. cgroup v1: `cpu.cfs_quota_us` / `cpu.cfs_period_us`."""
+    limits: list[float] = []
+    rel = ""
+    try:
+        for line in proc_self_cgroup.read_text().splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
+                rel = parts[2].strip().lstrip("/")
+    except OSError:
+        pass
+    candidates = [cgroup_root / rel] if rel else []
+    if rel:
+        p = Path(rel)
+        while p != p.parent:
+            p = p.parent
+            candidates.append(cgroup_root / p)
+    candidates.append(cgroup_root)
+    for folder in dict.fromkeys(candidates):  # ordered, unique
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+        except (OSError, ValueError):
+            continue
+        if quota != "max" and float(period) > 0:
+            limits.append(float(quota) / float(period))
+    for v1 in (cgroup_root / "cpu", cgroup_root / "cpu,cpuacct"):
+        try:
+            quota_us = float((v1 / "cpu.cfs_quota_us").read_text())
+            period_us = float((v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        if quota_us > 0 and period_us > 0:
+            limits.append(quota_us / period_us)
+    return min(limits) if limits else None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by the cgroup quota (rounded up)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def init_global_thread_pool(threads: int = 0) -> int:
+    """Create onnxruntime's global intra-op pool (once per process) and return its size.
+
+    Every session must then be created with `session_options()` (use_per_session_threads=False)."""
+    global _pool_threads
+    wanted = threads or usable_cpus()
+    with _pool_lock:
+        if _pool_threads is None:
+            ort.set_global_thread_pool_sizes(wanted, 1)
+            _pool_threads = wanted
+            log.info("onnxruntime global thread pool: %d intra-op threads", wanted)
+        elif _pool_threads != wanted:
+            log.warning(
+                "onnxruntime global thread pool already has %d threads; %d asked for is ignored",
+                _pool_threads,
+                wanted,
+            )
+        return _pool_threads
+
+
+def global_thread_pool_size() -> int | None:
+    return _pool_threads
+
+
+def session_options() -> ort.SessionOptions:
+    """Options for a session that shares the global thread pool (call init_global_thread_pool first).
+
+    Anyone building another session in this process (e.g. for profiling) must start from these: once the
+    global pool exists, onnxruntime refuses sessions with their own pools."""
+    so = ort.SessionOptions()
+    so.use_per_session_threads = False
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
+
+
+# --- providers ------------------------------------------------------------------------------------
+
+
+def provider_name(name: str) -> str:
+    """'cuda' -> 'CUDAExecutionProvider'; full names pass through. Unknown aliases raise ValueError."""
+    key = name.strip()
+    if key.lower() in PROVIDER_ALIASES:
+        return PROVIDER_ALIASES[key.lower()]
+    if key.endswith("ExecutionProvider"):
+        return key
+    raise ValueError(
+        f"unknown execution provider {name!r}: use one of {', '.join(sorted(PROVIDER_ALIASES))} "
+        "or a full onnxruntime provider name"
+    )
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """What to ask onnxruntime for, and what was asked for in the first place."""
+
+    requested: tuple[str, ...]
+    providers: tuple[str, ...]
+    options: tuple[dict[str, str], ...]
+    require_gpu: bool
+
+
+def _preload_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* pip wheels (the GPU image installs them that way, not system-wide),
+    so the CUDA provider finds them. A no-op on builds without the helper; failures surface as the provider's
+    fallback warning (or a failed start with ZOOSERVE_REQUIRE_GPU)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload(cuda=True, cudnn=True, msvc=False)
+        except Exception as exc:  # missing wheels: the session creation reports the consequence
+            log.warning("could not preload CUDA libraries from pip wheels: %s", exc)
+
+
+def plan_providers(
+    requested: Iterable[str],
+    *,
+    require_gpu: bool = False,
+    device_id: int = 0,
+    available: Sequence[str] | None = None,
+) -> ProviderPlan:
+    """Resolve aliases, drop (with a warning) providers this onnxruntime build lacks, keep CPU last."""
+    wanted = [provider_name(p) for p in requested]
+    available = list(ort.get_available_providers() if available is None else available)
+    usable = []
+    for p in dict.fromkeys(wanted):
+        if p in available:
+            usable.append(p)
+        else:
+            log.warning(
+                "execution provider %s is not in this onnxruntime build (available: %s); falling back",
+                p,
+                ", ".join(available),
+            )
+    if require_gpu and not any(p in GPU_PROVIDERS for p in usable):
+        raise ProviderError(
+            f"ZOOSERVE_REQUIRE_GPU is set but no GPU provider is usable: asked for {', '.join(wanted)}, "
+            f"this onnxruntime build has {', '.join(available)}"
+        )
+    if not usable:
+        usable = ["CPUExecutionProvider"]
+    if any(p in GPU_PROVIDERS for p in usable):
+        _preload_cuda_libraries()
+    options = tuple({"device_id": str(device_id)} if p in _DEVICE_OPTION_PROVIDERS else {} for p in usable)
+    return ProviderPlan(tuple(wanted), tuple(usable), options, require_gpu)
+
+
+def create_session(path: Path, plan: ProviderPlan) -> ort.InferenceSession:
+    """A session on the first provider of `plan` that really loads; the fallback is detected and logged."""
+    kwargs = {"enable_fallback": 0} if plan.require_gpu else {}
+    session = ort.InferenceSession(
+        str(path),
+        sess_options=session_options(),
+        providers=list(plan.providers),
+        provider_options=[dict(o) for o in plan.options],
+        **kwargs,
+    )
+    used = session.get_providers()
+    if plan.require_gpu and (not used or used[0] not in GPU_PROVIDERS):
+        raise ProviderError(
+            f"ZOOSERVE_REQUIRE_GPU is set but onnxruntime runs {path} on {', '.join(used)} "
+            f"(asked for {', '.join(plan.requested)}): the GPU provider failed to load"
+        )
+    if used and plan.requested and used[0] != plan.requested[0]:
+        log.warning("%s: asked for %s, onnxruntime runs on %s (fallback)", path, plan.requested[0], ", ".join(used))
+    return session
+
+
+def warmup_sizes(max_batch_size: int, mode: str) -> list[int]:
+    """Batch sizes to run once before a model is reported ready."""
+    if mode == "none" or max_batch_size < 1:
+        return []
+    if mode == "all":
+        return list(range(1, max_batch_size + 1))
+    sizes = [1 << i for i in range(max_batch_size.bit_length()) if (1 << i) <= max_batch_size]
+    return sorted({*sizes, max_batch_size})
+
+
+def warm_up(session: ort.InferenceSession, input_name: str, sample_shape: Sequence[int], sizes: Iterable[int]) -> None:
+    """Run each batch size once (shape-specific planning, CUDA algorithm search) on zeros."""
+    for n in sizes:
+        session.run(None, {input_name: np.zeros((n, *sample_shape), np.float32)})
+
+
+def tune_interpreter(switch_interval_us: int) -> None:
+    """Process-wide settings for a server that hands batches to threads, after the models are loaded.
+
+    - The GIL switch interval bounds how long a worker thread, woken to run a batch or to hand its result
+      back, waits for the GIL while the event loop is busy (Python's default is 5 ms).
+    - Objects that exist after start-up (the app, the models' metadata) are moved out of the garbage
+      collector's sight (gc.freeze), so collections triggered by request garbage stay cheap."""
+    if switch_interval_us > 0:
+        sys.setswitchinterval(switch_interval_us / 1e6)
+    gc.collect()
+    gc.freeze()

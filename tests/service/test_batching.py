@@ -1,0 +1,187 @@
+"""The batcher: batches form under concurrency, each requester gets its own rows, errors reach exactly
+the requests of the failing batch, the queue is bounded, close drains."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher
+from service.errors import BadRequest, InferenceFailed, ModelNotReady, ServerBusy
+
+
+class Model:
+    """Doubles its input; records the batch sizes it ran; can be slowed down or made to fail."""
+
+    def __init__(self, delay: float = 0.0, fail_when=None) -> None:
+        self.delay = delay
+        self.fail_when = fail_when
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, x: np.ndarray):
+        self.gate.wait(5)
+        self.batches.append(x.shape[0])
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_when is not None and self.fail_when(x):
+            raise RuntimeError("boom")
+        return [x * 2, x.sum(axis=1)]
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.batches = []
+
+    def on_batch(self, rows, input_ns, infer_ns, output_ns, ok):
+        self.batches.append((rows, ok))
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows(executor):
+    model, observer = Model(delay=0.02), Observer()
+    batcher = Batcher("m", model, executor, max_batch_size=8, observer=observer)
+
+    async def main():
+        xs = [np.full((1 + i % 3, 2), i, np.float32) for i in range(20)]
+        results = await asyncio.gather(*(batcher.submit(x) for x in xs))
+        for x, r in zip(xs, results, strict=True):
+            np.testing.assert_array_equal(r.outputs[0], x * 2)
+            np.testing.assert_array_equal(r.outputs[1], x.sum(axis=1))
+            assert r.batch_size >= x.shape[0]
+        return results
+
+    results = run(main())
+    assert max(model.batches) > 1, model.batches
+    assert all(b <= 8 for b in model.batches)
+    assert sum(model.batches) == sum(1 + i % 3 for i in range(20))
+    assert [rows for rows, ok in observer.batches] == model.batches
+    assert any(r.queue_ns > 0 for r in results)
+
+
+def test_an_idle_model_starts_at_once(executor):
+    model = Model()
+    batcher = Batcher("m", model, executor, max_batch_size=8, max_queue_delay_s=10.0)
+
+    async def main():
+        return await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), 5)
+
+    assert run(main()).batch_size == 1
+
+
+def test_wait_when_idle_fills_a_batch_within_the_delay(executor):
+    model = Model()
+    batcher = Batcher("m", model, executor, max_batch_size=4, max_queue_delay_s=5.0, wait_when_idle=True)
+
+    async def main():
+        first = asyncio.ensure_future(batcher.submit(np.ones((1, 2), np.float32)))
+        await asyncio.sleep(0.05)
+        assert not first.done()  # waiting for more rows
+        rest = [batcher.submit(np.ones((1, 2), np.float32)) for _ in range(3)]
+        return await asyncio.gather(first, *rest)
+
+    results = run(main())
+    assert model.batches == [4]
+    assert {r.batch_size for r in results} == {4}
+
+
+def test_an_error_fails_only_its_own_batch(executor):
+    model = Model(fail_when=lambda x: (x < 0).any())
+    batcher = Batcher("m", model, executor, max_batch_size=2)
+    model.gate.clear()
+
+    async def main():
+        blocker = asyncio.ensure_future(batcher.submit(np.ones((2, 1), np.float32)))
+        await asyncio.sleep(0.05)  # running (blocked on the gate): the next ones queue
+        bad = [asyncio.ensure_future(batcher.submit(np.full((1, 1), -1, np.float32))) for _ in range(2)]
+        good = [asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        model.gate.set()
+        await blocker
+        bad_results = await asyncio.gather(*bad, return_exceptions=True)
+        good_results = await asyncio.gather(*good)
+        return bad_results, good_results
+
+    bad_results, good_results = run(main())
+    assert model.batches == [2, 2, 2]
+    assert all(isinstance(e, InferenceFailed) and "boom" in str(e) for e in bad_results)
+    assert all(r.outputs[0].tolist() == [[2.0]] for r in good_results)
+
+
+def test_a_full_queue_refuses_at_once(executor):
+    model = Model()
+    model.gate.clear()
+    batcher = Batcher("m", model, executor, max_batch_size=1, max_queue_size=2)
+
+    async def main():
+        running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0.05)
+        queued = [asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert batcher.full
+        t0 = time.perf_counter()
+        with pytest.raises(ServerBusy) as info:
+            await batcher.submit(np.ones((1, 1), np.float32))
+        assert time.perf_counter() - t0 < 1.0
+        assert info.value.headers["Retry-After"].isdigit()
+        model.gate.set()
+        await asyncio.gather(running, *queued)
+        return (await batcher.submit(np.ones((1, 1), np.float32))).batch_size
+
+    assert run(main()) == 1
+
+
+def test_batches_larger_than_the_max_are_refused(executor):
+    batcher = Batcher("m", Model(), executor, max_batch_size=4)
+    with pytest.raises(BadRequest, match="batch size 5"):
+        run(batcher.submit(np.ones((5, 1), np.float32)))
+
+
+def test_close_drains_and_then_refuses(executor):
+    model = Model(delay=0.05)
+    batcher = Batcher("m", model, executor, max_batch_size=1)
+
+    async def main():
+        pending = [asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(3)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        assert all(p.done() and not p.exception() for p in pending)
+        with pytest.raises(ModelNotReady):
+            await batcher.submit(np.ones((1, 1), np.float32))
+
+    run(main())
+    assert model.batches == [1, 1, 1]
+
+
+def test_abandoned_requests_are_skipped(executor):
+    model = Model()
+    model.gate.clear()
+    batcher = Batcher("m", model, executor, max_batch_size=4)
+
+    async def main():
+        running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(batcher.submit(np.ones((2, 1), np.float32)))
+        kept = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        model.gate.set()
+        await asyncio.gather(running, kept)
+
+    run(main())
+    assert model.batches == [1, 1]
