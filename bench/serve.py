@@ -1,0 +1,433 @@
+"""Serving benchmark: HTTP throughput and latency of the service against raw onnxruntime, measured in one run.
+
+    python bench/serve.py [--model resnet50] [--store model_store] [--concurrency N] [--seconds 10]
+
+1. raw: the model's ONNX file in onnxruntime in this process, with the service's own session settings (the
+   global thread pool sized to the usable CPUs), at every batch size up to its max: images/s. The best
+   batch size is measured again after the HTTP scenarios; the mean of the two is the baseline (on a shared
+   machine the CPU a process gets drifts).
+2. the service (`python -m service`, a real uvicorn process) under a closed-loop load of N keep-alive
+   connections, one image per request: binary tensors (Triton's extension), JSON tensors, and classify
+   (an encoded image as the body); then one connection (batch-1 latency against the raw batch-1 run).
+3. a bare FastAPI endpoint (bench/bare_app.py) that only reads the same JSON body and returns a constant:
+   the framework's own ceiling, to compare JSON infer requests/s with.
+
+Printed: requests/s, images/s, p50/p95/p99 latency, mean batch size (from /stats), server and client CPU
+(cores), and the ratios HTTP / raw, JSON infer / bare FastAPI, and the latency HTTP adds at batch 1.
+The load generator runs on the same machine: its CPU is reported, as it competes with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import LoadResult, http_request, run_load  # noqa: E402
+from service.manifest import Manifest  # noqa: E402
+from service.runtime import (  # noqa: E402
+    create_session,
+    init_global_thread_pool,
+    plan_providers,
+    usable_cpus,
+)
+from service.store import read_batching_config  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- raw onnxruntime ------------------------------------------------------------------------------
+
+
+@dataclass
+class RawResult:
+    batch: int
+    images_per_s: float
+    p50_ms: float
+    cpu: float
+    """Cores this process used while running (what the machine actually gave it)."""
+
+
+def raw_onnxruntime(
+    model_path: Path, sample_shape, batch_sizes, seconds: float, providers, threads: int
+) -> list[RawResult]:
+    init_global_thread_pool(threads)
+    session = create_session(model_path, plan_providers(providers))
+    name = session.get_inputs()[0].name
+    rng = np.random.default_rng(0)
+    out = []
+    for n in batch_sizes:
+        x = rng.standard_normal((n, *sample_shape), dtype=np.float32)
+        session.run(None, {name: x})
+        times = []
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        t_end = wall0 + seconds
+        while time.perf_counter() < t_end or len(times) < 3:
+            t0 = time.perf_counter()
+            session.run(None, {name: x})
+            times.append(time.perf_counter() - t0)
+        cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        out.append(RawResult(n, n * len(times) / sum(times), float(np.median(times)) * 1e3, cpu))
+        print(
+            f"  raw batch {n:3d}: {out[-1].images_per_s:9.1f} images/s, p50 {out[-1].p50_ms:8.2f} ms/run, "
+            f"{cpu:.2f} cores",
+            flush=True,
+        )
+    del session
+    return out
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+def sample_inputs(manifest: Manifest, count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.standard_normal((1, *manifest.input.shape[1:]), dtype=np.float32) for _ in range(count)]
+
+
+def binary_request(path: str, manifest: Manifest, x: np.ndarray) -> bytes:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": manifest.input.name,
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "outputs": [{"name": manifest.output.name, "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    return http_request(
+        path, header + x.tobytes(), "application/octet-stream", {"Inference-Header-Content-Length": str(len(header))}
+    )
+
+
+def json_body(manifest: Manifest, x: np.ndarray) -> bytes:
+    import orjson
+
+    return orjson.dumps(
+        {"inputs": [{"name": manifest.input.name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel()}]},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
+def sample_image(manifest: Manifest, seed: int) -> tuple[bytes, str]:
+    """An encoded test image: a small grayscale PNG for L models (like the digits), a 320x240 JPEG else."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    if manifest.preprocessing.color_mode == "L":
+        img = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L")
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        return buf.getvalue(), "image/png"
+    yy, xx = np.mgrid[0:240, 0:320]
+    base = np.stack([xx * 255 / 320, yy * 255 / 240, (xx + yy) * 255 / 560], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue(), "image/jpeg"
+
+
+# --- one scenario ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    concurrency: int
+    result: LoadResult
+    server_cpu: float
+    mean_batch: float | None
+    compute_ms: float | None = None
+    """Mean onnxruntime run per request in the server during the scenario (its /stats compute_infer)."""
+
+
+def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=None) -> Row:
+    before = get_json(stats_url)["model_stats"][0] if stats_url else None
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    result = asyncio.run(run_load(host, port, requests, concurrency, seconds, warmup=min(2.0, seconds / 4)))
+    server_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
+    mean_batch = compute_ms = None
+    if stats_url:
+        after = get_json(stats_url)["model_stats"][0]
+        execs = after["execution_count"] - before["execution_count"]
+        rows = after["inference_count"] - before["inference_count"]
+        mean_batch = rows / execs if execs else None
+        infer_a, infer_b = after["inference_stats"]["compute_infer"], before["inference_stats"]["compute_infer"]
+        count = infer_a["count"] - infer_b["count"]
+        compute_ms = (infer_a["ns"] - infer_b["ns"]) / count / 1e6 if count else None
+    row = Row(name, concurrency, result, server_cpu, mean_batch, compute_ms)
+    print(
+        f"  {name:<22} c={concurrency:<3d} {result.rps:9.1f} req/s  p50 {result.percentile_ms(50):8.2f} ms  "
+        f"p99 {result.percentile_ms(99):8.2f} ms  errors {result.errors}  statuses {result.statuses}",
+        flush=True,
+    )
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--store", type=Path, default=ROOT / "model_store")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="client connections for the throughput runs (default: twice the raw best batch size, 16 to 64, so "
+        "that a full batch can queue while the previous one runs)",
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scenario (after a warm-up)")
+    p.add_argument(
+        "--raw-seconds", type=float, default=3.0, help="seconds per batch size for raw onnxruntime (3 runs at least)"
+    )
+    p.add_argument("--providers", default="cpu")
+    p.add_argument("--warmup", default="pow2", help="the service's ZOOSERVE_WARMUP (start-up time only)")
+    p.add_argument(
+        "--skip", default="", help="comma-separated scenarios to skip: binary, json, classify, bare, latency"
+    )
+    p.add_argument("--json-out", type=Path, default=None, help="write the numbers as JSON here")
+    args = p.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    entry = args.store / args.model
+    if not (entry / "model.json").is_file():
+        print(
+            f"{entry} is missing: export it first (python -m export build {args.model} --store {args.store})",
+            file=sys.stderr,
+        )
+        return 2
+    manifest = Manifest.read(entry)
+    max_batch = read_batching_config(entry).max_batch_size
+    sample_shape = tuple(manifest.input.shape[1:])
+    cpus = usable_cpus()
+    print(
+        f"model {args.model}: input {list(sample_shape)}, max batch {max_batch}; "
+        f"{cpus} usable CPUs; {os.uname().machine}"
+    )
+
+    print("raw onnxruntime (in process, the service's session settings):")
+    sizes = sorted({1, *[1 << i for i in range(max_batch.bit_length()) if (1 << i) <= max_batch], max_batch})
+    threads = int(os.environ.get("ZOOSERVE_THREADS", "0"))  # the service reads the same variable
+    raw = raw_onnxruntime(
+        manifest.model_path(entry), sample_shape, sizes, args.raw_seconds, args.providers.split(","), threads
+    )
+    best = max(raw, key=lambda r: r.images_per_s)
+    raw_b1 = next(r for r in raw if r.batch == 1)
+
+    concurrency = args.concurrency or min(64, max(16, 2 * best.batch))
+    host = "127.0.0.1"
+    port, bare_port = free_port(), free_port()
+    env = dict(
+        os.environ,
+        ZOOSERVE_MODELS=args.model,
+        ZOOSERVE_LOG_LEVEL="warning",
+        ZOOSERVE_PROVIDERS=args.providers,
+        ZOOSERVE_WARMUP=args.warmup,
+        ZOOSERVE_MAX_QUEUE_SIZE=str(max(64, 2 * concurrency)),
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service", "--store", str(args.store), "--host", host, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+    )
+    bare = None
+    rows: list[Row] = []
+    try:
+        wait_ready(server, f"http://{host}:{port}/v2/health/ready", timeout=600)
+        stats_url = f"http://{host}:{port}/v2/models/{args.model}/stats"
+        infer_path = f"/v2/models/{args.model}/infer"
+        xs = sample_inputs(manifest, 8)
+        binary = [binary_request(infer_path, manifest, x) for x in xs]
+        json_bodies = [json_body(manifest, x) for x in xs]
+        json_reqs = [http_request(infer_path, b) for b in json_bodies]
+        images = [sample_image(manifest, i) for i in range(8)]
+        classify = [http_request(f"/v2/models/{args.model}/classify?top_k=5", b, ct) for b, ct in images]
+        # Long enough for at least ~15 full batches, or the count of finished batches decides the number.
+        n, secs = concurrency, max(args.seconds, 15 * best.p50_ms / 1e3)
+        print(f"service (pid {server.pid}), {n} connections, {secs:g} s per scenario:")
+        if "binary" not in skip:
+            rows.append(measure("infer binary", host, port, server.pid, binary, n, secs, stats_url))
+        if "json" not in skip:
+            rows.append(measure("infer JSON", host, port, server.pid, json_reqs, n, secs, stats_url))
+        if "classify" not in skip:
+            rows.append(measure("classify", host, port, server.pid, classify, n, secs, stats_url))
+        if "latency" not in skip:
+            rows.append(measure("infer binary (latency)", host, port, server.pid, binary, 1, secs, stats_url))
+        stop(server)
+        # The raw baseline again, now that the server is gone: on a shared machine the CPU it gets drifts, so the
+        # baseline is the mean of the runs before and after the HTTP scenarios.
+        print("raw onnxruntime again at the best batch size:")
+        again = raw_onnxruntime(
+            manifest.model_path(entry), sample_shape, [best.batch], args.raw_seconds, args.providers.split(","), threads
+        )[0]
+        if "bare" not in skip:
+            bare = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "bare_app.py"), "--host", host, "--port", str(bare_port)],
+                cwd=ROOT,
+            )
+            wait_ready(bare, f"http://{host}:{bare_port}/v2/health/ready", timeout=60)
+            bare_reqs = [http_request(infer_path, b) for b in json_bodies]
+            rows.append(measure("bare FastAPI (JSON)", host, bare_port, bare.pid, bare_reqs, n, secs))
+    finally:
+        stop(server)
+        if bare is not None:
+            stop(bare)
+
+    baseline = (best.images_per_s + again.images_per_s) / 2
+    print()
+    print(
+        f"{args.model}, {cpus} CPUs ({os.uname().machine}), "
+        f"raw best batch {best.batch}: {best.images_per_s:.1f} images/s on {best.cpu:.2f} cores before, "
+        f"{again.images_per_s:.1f} on {again.cpu:.2f} cores after: baseline {baseline:.1f} images/s"
+    )
+    header = (
+        f"| {'scenario':<22} | conc | {'req/s':>8} | {'images/s':>8} | {'p50 ms':>8} | {'p95 ms':>8} | {'p99 ms':>8} | "
+        f"batch | srv CPU | cli CPU |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    print(
+        f"| {'raw onnxruntime':<22} | {'-':>4} | {'-':>8} | {baseline:8.1f} | {best.p50_ms:8.2f} | {'-':>8} | "
+        f"{'-':>8} | {best.batch:5d} | {best.cpu:7.2f} | {'-':>7} |"
+    )
+    for r in rows:
+        res = r.result
+        batch = f"{r.mean_batch:5.1f}" if r.mean_batch else f"{'-':>5}"
+        print(
+            f"| {r.scenario:<22} | {r.concurrency:4d} | {res.rps:8.1f} | {res.rps:8.1f} | "
+            f"{res.percentile_ms(50):8.2f} | "
+            f"{res.percentile_ms(95):8.2f} | {res.percentile_ms(99):8.2f} | {batch} | {r.server_cpu:7.2f} | "
+            f"{res.client_cpu:7.2f} |"
+        )
+    by = {r.scenario: r for r in rows}
+    ratios = {}
+    if "infer binary" in by:
+        ratios["infer binary / raw"] = by["infer binary"].result.rps / baseline
+    if "classify" in by:
+        ratios["classify / raw"] = by["classify"].result.rps / baseline
+    if "infer JSON" in by and "bare FastAPI (JSON)" in by:
+        ratios["infer JSON / bare FastAPI (req/s)"] = by["infer JSON"].result.rps / by["bare FastAPI (JSON)"].result.rps
+    if "infer JSON" in by:
+        ratios["infer JSON / raw"] = by["infer JSON"].result.rps / baseline
+    # On a shared machine the CPU each process gets varies: images per CPU-second of the server process (event
+    # loop, HTTP and onnxruntime together) against the raw run's, a conservative efficiency ratio.
+    raw_per_core = baseline / max(1e-9, (best.cpu + again.cpu) / 2)
+    for key, scenario in (("infer binary", "infer binary"), ("classify", "classify")):
+        if scenario in by and by[scenario].server_cpu > 0:
+            ratios[f"{key} / raw, per core used"] = by[scenario].result.rps / by[scenario].server_cpu / raw_per_core
+    print()
+    for k, v in ratios.items():
+        print(f"ratio {k}: {v:.3f}")
+    added = added_server = None
+    if "infer binary (latency)" in by:
+        lat = by["infer binary (latency)"]
+        added = lat.result.percentile_ms(50) - raw_b1.p50_ms
+        print(
+            f"latency added at batch 1 (HTTP p50 {lat.result.percentile_ms(50):.3f} ms "
+            f"- raw run p50 {raw_b1.p50_ms:.3f} ms): {added:.3f} ms"
+        )
+        if lat.compute_ms is not None:
+            # The same, against the server's own onnxruntime runs in that scenario: immune to the machine's drift
+            # between the raw measurement and this one.
+            added_server = lat.result.percentile_ms(50) - lat.compute_ms
+            print(
+                f"latency added at batch 1 (HTTP p50 {lat.result.percentile_ms(50):.3f} ms - the server's mean run "
+                f"{lat.compute_ms:.3f} ms in the same scenario): {added_server:.3f} ms"
+            )
+    if args.json_out:
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "cpus": cpus,
+                    "raw": [r.__dict__ for r in raw],
+                    "raw_again": again.__dict__,
+                    "baseline_images_per_s": baseline,
+                    "rows": [
+                        {
+                            "scenario": r.scenario,
+                            "concurrency": r.concurrency,
+                            "rps": r.result.rps,
+                            "p50_ms": r.result.percentile_ms(50),
+                            "p95_ms": r.result.percentile_ms(95),
+                            "p99_ms": r.result.percentile_ms(99),
+                            "errors": r.result.errors,
+                            "mean_batch": r.mean_batch,
+                            "server_cpu": r.server_cpu,
+                            "client_cpu": r.result.client_cpu,
+                            "compute_ms": r.compute_ms,
+                        }
+                        for r in rows
+                    ],
+                    "ratios": ratios,
+                    "added_latency_ms_p50": added,
+                    "added_latency_ms_p50_vs_server_run": added_server,
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
