@@ -44,7 +44,8 @@ docs: install
 	$(BIN)/python -m export list --markdown docs/zoo.md --readme README.md
 
 bench: install
-	$(BIN)/python bench/serve.py
+	$(BIN)/python -m export build resnet50 --store $(STORE)
+	$(BIN)/python bench/serve.py --model resnet50 --store $(STORE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
