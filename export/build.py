@@ -255,8 +255,9 @@ def build_quietly(name: str, store: Path, weights: str = "default", seed: int = 
 
 def worker_pool(jobs: int):
     """Processes for building several models at once. Spawned, not forked: torch's threads do not survive a
-    fork; recycled every few models so no worker accumulates memory."""
+    fork. (No max_tasks_per_child: with it, Python 3.11's pool stops handing out work once the first worker
+    retires, and the waiting caller hangs.)"""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=8)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
