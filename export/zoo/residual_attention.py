@@ -26,7 +26,7 @@ version, the Attention-56 prototxt and the paper use a sigmoid, as here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,40 +35,26 @@ from torch import nn
 from export.zoo.layers import ConvNormAct, NormActConv, damp_residual_branches, he_init
 from export.zoo.layers.conv_norm_act import LayerFactory
 from export.zoo.registry import register_model
+from export.zoo.resnet_cifar import PreActBlock
 from service.manifest import Paper, Reference
 
 # --------------------------------------------------------------------------------------------- blocks
 
 
-class PreActBottleneck(nn.Module):
-    """Pre-activation bottleneck (He et al. 2016, Identity Mappings): x + 1x1(3x3(1x1(BN-ReLU(x)))).
-
-    The shortcut is the identity, or a 1x1 conv (stride `stride`) of the pre-activated input when the shape
-    changes. The output is not activated: the next unit (or layer) brings its own BN-ReLU.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int = 1,
-        norm_layer: LayerFactory = nn.BatchNorm2d,
-        act_layer: LayerFactory = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        width = out_channels // 4
-        self.preact = nn.Sequential(norm_layer(in_channels), act_layer(inplace=True))
-        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
-        self.conv2 = NormActConv(width, width, 3, stride, norm_layer=norm_layer, act_layer=act_layer)
-        self.conv3 = NormActConv(width, out_channels, 1, norm_layer=norm_layer, act_layer=act_layer)
-        self.shortcut = None
-        if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        act = self.preact(x)
-        shortcut = x if self.shortcut is None else self.shortcut(act)
-        return self.conv3(self.conv2(self.conv1(act))) + shortcut
+def preact_bottleneck(
+    in_channels: int,
+    out_channels: int,
+    stride: int = 1,
+    norm_layer: LayerFactory = nn.BatchNorm2d,
+    act_layer: LayerFactory = nn.ReLU,
+) -> PreActBlock:
+    """Pre-activation bottleneck (He et al. 2016, Identity Mappings): x + 1x1(3x3(1x1(BN-ReLU(x)))), the
+    stride on the 3x3 as in the official prototxts. The shortcut is the identity, or a 1x1 conv of the
+    pre-activated input when the shape changes; the output is not activated (the next unit brings its own)."""
+    return PreActBlock(
+        in_channels, out_channels, stride, kernel_sizes=(1, 3, 1), bottleneck_ratio=0.25, stride_at=1,
+        norm_layer=norm_layer, act_layer=act_layer,
+    )  # fmt: skip
 
 
 def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -79,7 +65,7 @@ def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class SoftMaskBranch(nn.Module):
     """Bottom-up max-pools and units, top-down bilinear upsampling with skip units, then the mask head."""
 
-    def __init__(self, channels: int, levels: int, unit: type[PreActBottleneck] = PreActBottleneck) -> None:
+    def __init__(self, channels: int, levels: int, unit: Callable[..., nn.Module] = preact_bottleneck) -> None:
         super().__init__()
         if levels < 1:
             raise ValueError(f"a soft mask needs at least one level, not {levels}")
@@ -112,7 +98,7 @@ class SoftMaskBranch(nn.Module):
 class AttentionModule(nn.Module):
     """p = 1 unit, then trunk T (t = 2 units) and soft mask M from the same input, (1 + M) * T, p = 1 unit."""
 
-    def __init__(self, channels: int, levels: int, unit: type[PreActBottleneck] = PreActBottleneck) -> None:
+    def __init__(self, channels: int, levels: int, unit: Callable[..., nn.Module] = preact_bottleneck) -> None:
         super().__init__()
         self.first = unit(channels, channels)
         self.trunk = nn.Sequential(unit(channels, channels), unit(channels, channels))
@@ -138,7 +124,7 @@ class ResidualAttentionNet(nn.Module):
         levels: Sequence[int] = (3, 2, 1),
         num_classes: int = 1000,
         in_channels: int = 3,
-        unit: type[PreActBottleneck] = PreActBottleneck,
+        unit: Callable[..., nn.Module] = preact_bottleneck,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(ConvNormAct(in_channels, 64, 7, 2), nn.MaxPool2d(3, 2, ceil_mode=True))
@@ -171,7 +157,7 @@ def _init_weights(model: nn.Module) -> None:
     Damped residual branches (the Fixup idea) keep the random model's outputs O(1).
     """
     he_init(model)
-    damp_residual_branches([m.conv3[-1] for m in model.modules() if isinstance(m, PreActBottleneck)])
+    damp_residual_branches([m.residual_last_layer for m in model.modules() if isinstance(m, PreActBlock)])
 
 
 # --------------------------------------------------------------------------------------------- factory

@@ -125,11 +125,12 @@ class BasicBlock(nn.Module):
 class PreActBlock(nn.Module):
     """Pre-activation residual unit: BN-ReLU-conv for each kernel size, added to the shortcut (no act after).
 
-    `kernel_sizes=(1, 3, 1)` with `bottleneck_ratio=0.25` is the Identity Mappings bottleneck; `(3, 3)` with
-    ratio 1 is the basic pre-activation unit, WRN's B(3,3). The stride sits on the first conv. Where the
-    shape changes, a bias-free 1x1 projection with the same stride takes the pre-activated input (the first
-    BN-ReLU is shared by both branches); otherwise the shortcut is the identity. `drop_rate` adds dropout
-    after the BN-ReLU of every conv but the first (WRN's dropout between the convs).
+        `kernel_sizes=(1, 3, 1)` with `bottleneck_ratio=0.25` is the Identity Mappings bottleneck; `(3, 3)` with
+        ratio 1 is the basic pre-activation unit, WRN's B(3,3). The stride sits on the first conv (`stride_at=0`,
+    as in the official Torch code; the Residual Attention Network's prototxts put it on the 3x3). Where the
+        shape changes, a bias-free 1x1 projection with the same stride takes the pre-activated input (the first
+        BN-ReLU is shared by both branches); otherwise the shortcut is the identity. `drop_rate` adds dropout
+        after the BN-ReLU of every conv but the first (WRN's dropout between the convs).
     """
 
     def __init__(
@@ -140,18 +141,20 @@ class PreActBlock(nn.Module):
         kernel_sizes: Sequence[int] = (3, 3),
         bottleneck_ratio: float = 1.0,
         drop_rate: float = 0.0,
+        stride_at: int = 0,
         norm_layer: LayerFactory = nn.BatchNorm2d,
         act_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
         mid = int(out_channels * bottleneck_ratio)
         widths = [in_channels] + [mid] * (len(kernel_sizes) - 1) + [out_channels]
+        strides = [stride if i == stride_at else 1 for i in range(len(kernel_sizes))]
         self.preact = nn.Sequential(norm_layer(in_channels), make_act(act_layer))
         k = kernel_sizes[0]
-        self.conv1 = nn.Conv2d(in_channels, widths[1], k, stride, (k - 1) // 2, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, widths[1], k, strides[0], (k - 1) // 2, bias=False)
         convs = []
-        for c_in, c_out, k in zip(widths[1:-1], widths[2:], kernel_sizes[1:], strict=True):
-            unit = NormActConv(c_in, c_out, k, norm_layer=norm_layer, act_layer=act_layer)
+        for c_in, c_out, k, s in zip(widths[1:-1], widths[2:], kernel_sizes[1:], strides[1:], strict=True):
+            unit = NormActConv(c_in, c_out, k, s, norm_layer=norm_layer, act_layer=act_layer)
             if drop_rate > 0:
                 unit.insert(len(unit) - 1, nn.Dropout(drop_rate))
             convs.append(unit)
