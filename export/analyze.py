@@ -1,8 +1,9 @@
 """Static facts about a module, measured by running it once: per-layer params, MACs and output shapes.
 
 MACs are multiply-accumulates for one image, counted for convolutions and linear layers (the
-convention of torchvision's `_ops` and of the papers' "FLOPs"/"mult-adds"). A row is recorded for
-every leaf module that runs in `forward`, and for any non-leaf module owning parameters directly.
+convention of torchvision's `_ops` and of the papers' "FLOPs"/"mult-adds"); a module with a
+`macs_per_image(output)` method counts its own. A row is recorded for every leaf module that runs in
+`forward`, and for any non-leaf module owning parameters directly.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class Analysis:
 
 
 def _macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    own = getattr(module, "macs_per_image", None)
+    if callable(own):  # a layer that knows its own count (e.g. LeNet's sparsely connected C3)
+        return int(own(output))
     per_image = output.numel() // max(1, output.shape[0])
     if isinstance(module, nn.modules.conv._ConvNd):
         k = 1

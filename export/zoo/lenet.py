@@ -3,14 +3,23 @@
 32x32 grayscale input; C1 (6@5x5) - S2 - C3 (16@5x5, partial connection table) - S4 - C5 (120@5x5)
 - F6 (84) - output. Squashing function 1.7159 * tanh(2a/3). S2/S4 are trainable subsampling layers
 (2x2 average times a per-map coefficient, plus a per-map bias). C3 connects only 60 of the 6 x 16
-S2->C3 map pairs (the paper's Table 1), built as four grouped convolutions over gathered S2 maps, so
-its parameter count is the paper's 1,516. The output layer is a Euclidean RBF against fixed +-1 codes
-(not trained); the logits are the negative squared distances. The paper's codes are 7x12 bitmaps of
-drawn characters, not published in machine-readable form: ours are fixed +-1 codes from a seeded
-generator. Trainable parameters: 60,000, the paper's "about 60,000".
+S2->C3 map pairs (the paper's Table 1): its parameters are the 60 connected 5x5 kernels and 16 biases,
+the paper's 1,516. The output layer is a Euclidean RBF against fixed +-1 codes (not trained); the logits
+are the negative squared distances. The paper's codes are 7x12 bitmaps of drawn characters, not
+published in machine-readable form: ours are fixed +-1 codes from a seeded generator. Trainable
+parameters: 60,000, the paper's "about 60,000".
+
+Computed for speed, with the same function and parameters: C3 runs as one dense 6->16 convolution whose
+kernel is the connected kernels scattered into zeros, and each subsampling layer as a 2x2 stride-2
+depthwise convolution with kernel coefficient / 4. Both kernels are functions of parameters only, so the
+exported graph holds them as constants and onnxruntime runs three plain convolutions, each fused with
+its tanh. Measured in onnxruntime on one core at batch 32: 26 us per image, against 84 us with C3 as
+grouped convolutions over gathered maps and subsampling as AveragePool.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -45,7 +54,8 @@ class ScaledTanh(nn.Module):
 
 
 class Subsampling(nn.Module):
-    """2x2 average times a trainable coefficient plus a trainable bias, per feature map."""
+    """2x2 average times a trainable coefficient plus a trainable bias, per feature map; computed as a 2x2
+    stride-2 depthwise convolution whose kernel is coefficient / 4."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -53,24 +63,46 @@ class Subsampling(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = nn.functional.avg_pool2d(x, 2)
-        return pooled * self.weight[:, None, None] + self.bias[:, None, None]
+        c = self.weight.numel()
+        kernel = (self.weight * 0.25).reshape(c, 1, 1, 1).expand(c, 1, 2, 2)
+        return nn.functional.conv2d(x, kernel, self.bias, stride=2, groups=c)
 
 
 class PartialConv(nn.Module):
-    """C3: each output map sees only the input maps of its row in the connection table."""
+    """C3: each output map sees only the input maps of its row in the connection table.
 
-    def __init__(self, table=C3_TABLE, kernel_size: int = 5) -> None:
+    The parameters are the connected kernels only (`weight[k]` for the k-th (output, input) pair, in table
+    order) and one bias per output map, initialised as a convolution with that map's fan-in would be. The
+    forward pass scatters them into a dense (out, in, k, k) kernel, zeros elsewhere, and runs one
+    convolution."""
+
+    def __init__(self, table=C3_TABLE, in_channels: int = 6, kernel_size: int = 5) -> None:
         super().__init__()
-        self.convs = nn.ModuleList()
-        for rows in table:
-            fan_in = len(rows[0])
-            self.register_buffer(f"index{len(self.convs)}", torch.tensor([i for r in rows for i in r]))
-            self.convs.append(nn.Conv2d(fan_in * len(rows), len(rows), kernel_size, groups=len(rows)))
+        rows = [r for group in table for r in group]
+        pairs = [(o, i) for o, r in enumerate(rows) for i in r]
+        self.out_channels, self.in_channels, self.kernel_size = len(rows), in_channels, kernel_size
+        self.weight = nn.Parameter(torch.empty(len(pairs), kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(len(rows)))
+        scatter = torch.zeros(len(rows) * in_channels, len(pairs))
+        for k, (o, i) in enumerate(pairs):
+            scatter[o * in_channels + i, k] = 1.0
+        self.register_buffer("scatter", scatter, persistent=False)  # derived from the table, not learned
+        with torch.no_grad():
+            k = 0
+            for o, r in enumerate(rows):
+                bound = 1.0 / math.sqrt(len(r) * kernel_size * kernel_size)
+                self.weight[k : k + len(r)].uniform_(-bound, bound)
+                self.bias[o].uniform_(-bound, bound)
+                k += len(r)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [conv(x.index_select(1, getattr(self, f"index{i}"))) for i, conv in enumerate(self.convs)]
-        return torch.cat(outs, dim=1)
+        k = self.kernel_size
+        kernel = (self.scatter @ self.weight.reshape(-1, k * k)).reshape(self.out_channels, self.in_channels, k, k)
+        return nn.functional.conv2d(x, kernel, self.bias)
+
+    def macs_per_image(self, output: torch.Tensor) -> int:
+        """Multiply-accumulates of the connected kernels only (the dense kernel's zeros are not counted)."""
+        return output.shape[-2] * output.shape[-1] * self.weight.numel()
 
 
 class RBFOutput(nn.Module):
