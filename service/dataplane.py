@@ -146,7 +146,7 @@ class DataPlane:
     async def start(self) -> None:
         """Create the thread pools, resolve providers, load the start-up models; raise if any fails."""
         s = self.settings
-        threads = init_global_thread_pool(s.threads)
+        threads = init_global_thread_pool(s.threads, s.threads_idle_priority)
         cpus = usable_cpus()
         self._plan = plan_providers(s.providers, require_gpu=s.require_gpu, device_id=s.gpu_device_id)
         self._infer_pool = ThreadPoolExecutor(s.session_workers or max(2, cpus), thread_name_prefix="ort")

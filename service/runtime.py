@@ -6,6 +6,11 @@
 - Providers are asked for in order of preference. onnxruntime silently falls back to CPU when a GPU
   provider cannot load, so the provider actually in use is read back from the session
   (`get_providers()`), logged, and reported; ZOOSERVE_REQUIRE_GPU turns a fallback into a failure.
+- The pool's worker threads run at the lowest CPU priority (Linux SCHED_IDLE). onnxruntime's workers
+  spin-wait between runs, and its Python API cannot turn that off for the global pool; at normal priority
+  a spinning worker takes its share of a core from the event loop that parses and answers requests.
+  Idle-priority workers get every cycle nobody else wants (a large model alone still uses all cores) and
+  give way at once to the event loop and the threads that call onnxruntime, which keep normal priority.
 - Session creation is not guaranteed thread-safe: the data plane creates sessions one at a time.
 """
 
@@ -111,17 +116,45 @@ def usable_cpus() -> int:
     return max(1, n)
 
 
-def init_global_thread_pool(threads: int = 0) -> int:
+def _threads() -> set[int]:
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:  # not Linux
+        return set()
+
+
+def _idle_priority(thread_ids: Iterable[int]) -> int:
+    """Put these threads under SCHED_IDLE (allowed without privileges); returns how many were changed."""
+    changed = 0
+    for tid in thread_ids:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            changed += 1
+        except (AttributeError, OSError) as exc:
+            log.warning("cannot lower the priority of onnxruntime pool thread %d: %s", tid, exc)
+    return changed
+
+
+def init_global_thread_pool(threads: int = 0, idle_priority: bool = True) -> int:
     """Create onnxruntime's global intra-op pool (once per process) and return its size.
 
+    With `idle_priority`, the pool's worker threads (those onnxruntime starts here; the thread that calls
+    `run` is the pool's first thread and keeps its priority) run under SCHED_IDLE: see the module's notes.
     Every session must then be created with `session_options()` (use_per_session_threads=False)."""
     global _pool_threads
     wanted = threads or usable_cpus()
     with _pool_lock:
         if _pool_threads is None:
-            ort.set_global_thread_pool_sizes(wanted, 1)
+            before = _threads()
+            ort.set_global_thread_pool_sizes(wanted, 1)  # creates onnxruntime's environment and its pools
+            workers = _threads() - before if before else set()
+            lowered = _idle_priority(workers) if idle_priority else 0
             _pool_threads = wanted
-            log.info("onnxruntime global thread pool: %d intra-op threads", wanted)
+            log.info(
+                "onnxruntime global thread pool: %d intra-op threads (%d worker threads at idle priority)",
+                wanted,
+                lowered,
+            )
         elif _pool_threads != wanted:
             log.warning(
                 "onnxruntime global thread pool already has %d threads; %d asked for is ignored",

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     """Size of the one global onnxruntime intra-op thread pool (0: the CPUs this process may use,
     affinity and container CPU quota included)."""
 
+    threads_idle_priority: bool = True
+    """Run the intra-op pool's worker threads at idle CPU priority (Linux SCHED_IDLE), so that their
+    spin-waiting between runs never takes CPU from the event loop; they still get every spare cycle."""
+
     session_workers: int = Field(0, ge=0)
     """Threads that call onnxruntime (at most one running batch per model; 0: one per usable CPU, at least 2)."""
 

@@ -1,13 +1,19 @@
-"""onnxruntime set-up: the CPU quota, provider resolution and fallback, warm-up sizes."""
+"""onnxruntime set-up: the CPU quota, the pool's thread priority, provider resolution and fallback, warm-up sizes."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from service import runtime
 from service.errors import ProviderError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cgroup_v2_quota(tmp_path):
@@ -86,3 +92,23 @@ def test_warmup_sizes():
     assert runtime.warmup_sizes(4, "all") == [1, 2, 3, 4]
     assert runtime.warmup_sizes(12, "pow2") == [1, 2, 4, 8, 12]
     assert runtime.warmup_sizes(8, "none") == []
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+@pytest.mark.parametrize("idle", [True, False])
+def test_pool_workers_run_at_idle_priority(idle):
+    """The pool's worker threads (not the caller) are SCHED_IDLE, unless turned off; a fresh process each."""
+    code = f"""
+import os, threading
+from service import runtime
+before = {{int(t) for t in os.listdir("/proc/self/task")}}
+runtime.init_global_thread_pool(3, idle_priority={idle})
+new = {{int(t) for t in os.listdir("/proc/self/task")}} - before
+print(len(new), sum(os.sched_getscheduler(t) == os.SCHED_IDLE for t in new),
+      os.sched_getscheduler(threading.get_native_id()) == os.SCHED_IDLE)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    workers, idle_workers, caller_idle = out.stdout.split()
+    assert int(workers) == 2  # a pool of 3 is the calling thread and 2 workers
+    assert int(idle_workers) == (2 if idle else 0)
+    assert caller_idle == "False"
