@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -126,12 +125,47 @@ class _BatchObserver:
         self._batch.observe(rows)
 
 
+class _Tracked:
+    """`DataPlane.track`'s context manager (a plain class: the hot path runs it for every request)."""
+
+    __slots__ = ("_counts_in_stats", "_dataplane", "_endpoint", "_name", "_started")
+
+    def __init__(self, dataplane: DataPlane, name: str, endpoint: str, counts_in_stats: bool) -> None:
+        self._dataplane, self._name, self._endpoint, self._counts_in_stats = dataplane, name, endpoint, counts_in_stats
+
+    def __enter__(self) -> None:
+        self._dataplane.in_flight += 1
+        self._started = time.perf_counter_ns()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        elapsed = time.perf_counter_ns() - self._started
+        dp = self._dataplane
+        dp.in_flight -= 1
+        if exc_type is None:
+            outcome = "success"
+        elif issubclass(exc_type, ServerBusy):
+            outcome = "rejected"
+        elif issubclass(exc_type, ServingError):
+            outcome = "client_error" if exc.status_code < 500 else "server_error"
+        else:
+            outcome = "server_error"
+        label = dp.label_for(self._name)
+        dp.metrics.request_counter(label, self._endpoint, outcome).inc()
+        dp.metrics.request_histogram(label, self._endpoint).observe(elapsed / 1e9)
+        if self._counts_in_stats:
+            model = dp._models.get(self._name)
+            if model is not None:
+                model.stats.request_done(outcome == "success", elapsed)
+
+
 class DataPlane:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.store = Path(settings.store)
         self._models: dict[str, _Model] = {}
-        self.metrics = metrics or Metrics(self.queue_depths)
+        self.in_flight = 0
+        """HTTP requests being handled (read by the metrics at scrape time)."""
+        self.metrics = metrics or Metrics(self.queue_depths, lambda: self.in_flight)
         self._status: dict[str, _Status] = {}
         self._known: set[str] = set()
         self._plan: ProviderPlan | None = None
@@ -419,32 +453,9 @@ class DataPlane:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    @contextmanager
-    def track(self, name: str, endpoint: str, counts_in_stats: bool = True) -> Iterator[None]:
+    def track(self, name: str, endpoint: str, counts_in_stats: bool = True) -> _Tracked:
         """Around one HTTP request: in-flight gauge, outcome counter, duration histogram, Triton stats."""
-        started = time.perf_counter_ns()
-        metrics = self.metrics
-        metrics.in_flight.inc()
-        outcome = "server_error"
-        try:
-            yield
-            outcome = "success"
-        except ServerBusy:
-            outcome = "rejected"
-            raise
-        except ServingError as exc:
-            outcome = "client_error" if exc.status_code < 500 else "server_error"
-            raise
-        finally:
-            metrics.in_flight.dec()
-            elapsed = time.perf_counter_ns() - started
-            label = self.label_for(name)
-            metrics.request_counter(label, endpoint, outcome).inc()
-            metrics.request_histogram(label, endpoint).observe(elapsed / 1e9)
-            if counts_in_stats:
-                model = self._models.get(name)
-                if model is not None:
-                    model.stats.request_done(outcome == "success", elapsed)
+        return _Tracked(self, name, endpoint, counts_in_stats)
 
     def _account(self, model: _Model, result: BatchResult, rows: int, output_ns: int) -> None:
         queue_hist, _, _ = self.metrics.model_children(model.handle.name)

@@ -39,7 +39,11 @@ class _QueueCollector:
 
 
 class Metrics:
-    def __init__(self, queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None) -> None:
+    def __init__(
+        self,
+        queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
+        in_flight: Callable[[], float] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -71,6 +75,8 @@ class Metrics:
         )
         self.model_ready = Gauge("zooserve_model_ready", "1 when the model is ready", ["model", "version"], registry=r)
         self.in_flight = Gauge("zooserve_requests_in_flight", "HTTP requests being handled", registry=r)
+        if in_flight is not None:  # read at scrape time: the hot path counts with a plain int
+            self.in_flight.set_function(in_flight)
         if queue_depths is not None:
             r.register(_QueueCollector(queue_depths))
         self._children: dict[tuple, object] = {}

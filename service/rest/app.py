@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -52,7 +52,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 _HOT_PATH = re.compile(
     r"/v2/models/(?P<model_name>[^/]+)(?:/versions/(?P<model_version>[^/]+))?/(?P<op>infer|classify)"
 )
-_HOT: dict[str, Callable[[Request], Awaitable[Response]]] = {"infer": infer.infer, "classify": classify.classify}
+_HOT: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+    "infer": infer.infer,
+    "classify": classify.classify_app,
+}
 
 
 class ZooServeApp(FastAPI):
@@ -61,8 +64,8 @@ class ZooServeApp(FastAPI):
     Measured on the 2-core development machine: FastAPI's middleware stack, router and request handling
     cost about 3x a bare ASGI answer (~4,000 vs ~12,600 requests/s for a body read and a constant reply),
     more than a whole lenet5 inference. POST .../infer and .../classify therefore go straight to their
-    handlers (the same Starlette Request -> Response functions the router also lists), with the same
-    error mapping; every other path takes the full FastAPI route."""
+    ASGI handlers (the router lists the same handlers, for other methods' 405), with the same error
+    mapping; every other path takes the full FastAPI route."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -79,13 +82,15 @@ class ZooServeApp(FastAPI):
             del params["model_version"]
         scope["app"] = self
         scope["path_params"] = params
-        request = Request(scope, receive)
         try:
-            response = await _HOT[op](request)
+            await _HOT[op](scope, receive, send)
+            return
+        except ClientDisconnect:
+            return  # nobody to answer
         except ServingError as exc:
-            response = await _serving_error(request, exc)
+            response = await _serving_error(Request(scope, receive), exc)
         except Exception as exc:  # the same answer as the router's handler
-            response = await _unexpected_error(request, exc)
+            response = await _unexpected_error(Request(scope, receive), exc)
         await response(scope, receive, send)
 
 

@@ -13,10 +13,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
-from service.errors import BadRequest
-from service.rest.responses import JSON, read_body
+from service.errors import BadRequest, PayloadTooLarge
+from service.rest.responses import JSON, receive_body
 
 MAX_FILES = 1024
 
@@ -35,10 +36,10 @@ async def classify(request: Request) -> Response:
             raise BadRequest(f"top_k must be an integer, got {raw_k!r}") from None
         limit = dataplane.settings.max_request_bytes
         content_type = request.headers.get("content-type", "")
+        length = request.headers.get("content-length")
         if content_type.startswith("multipart/form-data"):
-            length = request.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
-                await read_body(request, limit)  # raises 413
+                raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
             images, names = [], []
             async with request.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
                 for field, value in form.multi_items():
@@ -48,11 +49,17 @@ async def classify(request: Request) -> Response:
             if not images:
                 raise BadRequest("the multipart request holds no file")
         else:
-            images, names = [await read_body(request, limit)], None
+            images, names = [await receive_body(request.receive, length, limit)], None
         result = await dataplane.classify(name, version, images, top_k)
         if names is not None:
             result["filenames"] = names
     return Response(orjson.dumps(result), media_type=JSON)
+
+
+async def classify_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """`classify` as an ASGI function, for the app's hot-path dispatch."""
+    response = await classify(Request(scope, receive))
+    await response(scope, receive, send)
 
 
 # Like infer: dispatched at the app's entry (ZooServeApp), listed here as a plain Starlette route.

@@ -1,10 +1,12 @@
-"""Pre-encoded JSON responses (orjson): no jsonable_encoder, no response model validation."""
+"""Bodies in and out without framework overhead: request bodies straight from ASGI `receive`, pre-encoded
+JSON responses (orjson: no jsonable_encoder, no response model validation)."""
 
 from __future__ import annotations
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Receive, Send
 
 from service.errors import PayloadTooLarge
 
@@ -15,17 +17,37 @@ def json_response(content: object, status_code: int = 200, headers: dict[str, st
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code, headers, JSON)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) beyond `limit` bytes, before reading it when Content-Length says so."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if length.isdigit() and int(length) > limit:
-            raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
-        return await request.body()
-    chunks, size = [], 0
-    async for chunk in request.stream():
+async def receive_body(receive: Receive, content_length: str | bytes | None, limit: int) -> bytes:
+    """The whole request body, refused (413) beyond `limit` bytes: before reading it when Content-Length
+    says so, else as soon as the chunks read exceed it. A client gone mid-body raises ClientDisconnect."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        length = content_length.decode() if isinstance(content_length, bytes) else content_length
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk  # one message: the common case, no copy
+            chunks.append(chunk)
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
+
+
+async def send_body(send: Send, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """A complete 200 response as the two ASGI messages, headers built here (no Response object)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -69,6 +69,18 @@ def test_nested_json_data_and_request_level_binary_output():
     assert req.binary_output and req.outputs is None
 
 
+def test_json_numbers_decode_as_python_would():
+    """The buffer fast path gives the same FP32 values as Python floats would, and exact 64-bit integers."""
+    values = [0.1, -2.5e-39, 3.4028235e38, 1e-45, 7, -0.0, 123456789.123456789]
+    body = json.dumps({"inputs": [{"name": "x", "shape": [7], "datatype": "FP32", "data": values}]}).encode()
+    np.testing.assert_array_equal(codecs.decode_infer_request(body).inputs["x"], np.array(values, np.float32))
+    big = [2**62 + 1, -(2**63)]
+    body = json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": big}]}).encode()
+    assert codecs.decode_infer_request(body).inputs["x"].tolist() == big
+    body = json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "BOOL", "data": [True, False]}]}).encode()
+    assert codecs.decode_infer_request(body).inputs["x"].tolist() == [True, False]
+
+
 @pytest.mark.parametrize(
     ("body", "header_length", "message"),
     [
@@ -80,6 +92,13 @@ def test_nested_json_data_and_request_level_binary_output():
         (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}', None, "BYTES"),
         (b'{"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}]}', None, "negative"),
         (b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "data": [1, "a"]}]}', None, "regular array"),
+        (
+            b'{"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2, 3], [4]]}]}',
+            None,
+            "regular",
+        ),
+        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": {"a": 1}}]}', None, "regular array"),
+        (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT8", "data": [300]}]}', None, "regular array"),
         (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}', None, "neither 'data'"),
         (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}', 500, "does not fit"),
         (
