@@ -10,7 +10,9 @@
    connections, one image per request: binary tensors (Triton's extension), JSON tensors, and classify
    (an encoded image as the body); then one connection (batch-1 latency against the raw batch-1 run).
 3. a bare FastAPI endpoint (bench/bare_app.py) that only reads the same JSON body and returns a constant:
-   the framework's own ceiling, to compare JSON infer requests/s with.
+   the framework's own ceiling, to compare JSON infer requests/s with. Both servers are up together and
+   measured in alternating rounds (JSON infer, bare, JSON infer, ...), so that the machine's drift over
+   the run falls on both alike; the ratio is the median of the rounds' ratios.
 
 Printed: requests/s, images/s, p50/p95/p99 latency, mean batch size (from /stats), server and client CPU
 (cores), and the ratios HTTP / raw, JSON infer / bare FastAPI, and the latency HTTP adds at batch 1.
@@ -227,6 +229,32 @@ def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=Non
     return row
 
 
+def merge(rows: list[Row]) -> Row:
+    """One row from several rounds of the same scenario: requests and CPU summed, latencies pooled."""
+    results = [r.result for r in rows]
+    seconds = sum(r.seconds for r in results)
+    statuses: dict[int, int] = {}
+    for r in results:
+        for k, v in r.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+    merged = LoadResult(
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        seconds=seconds,
+        latencies_s=np.concatenate([r.latencies_s for r in results]),
+        client_cpu=sum(r.client_cpu * r.seconds for r in results) / seconds,
+        statuses=statuses,
+    )
+    batches = [r.mean_batch for r in rows if r.mean_batch]
+    return Row(
+        rows[0].scenario,
+        rows[0].concurrency,
+        merged,
+        sum(r.server_cpu * r.result.seconds for r in rows) / seconds,
+        sum(batches) / len(batches) if batches else None,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet50")
@@ -246,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", default="pow2", help="the service's ZOOSERVE_WARMUP (start-up time only)")
     p.add_argument(
         "--skip", default="", help="comma-separated scenarios to skip: binary, json, classify, bare, latency"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds of JSON infer and the bare endpoint (default 4)"
     )
     p.add_argument("--json-out", type=Path, default=None, help="write the numbers as JSON here")
     args = p.parse_args(argv)
@@ -293,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         env=env,
     )
     bare = None
+    if "bare" not in skip and "json" not in skip:
+        bare = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bare_app.py"), "--host", host, "--port", str(bare_port)], cwd=ROOT
+        )
     rows: list[Row] = []
+    round_ratios: list[float] = []
     try:
         wait_ready(server, f"http://{host}:{port}/v2/health/ready", timeout=600)
         stats_url = f"http://{host}:{port}/v2/models/{args.model}/stats"
@@ -309,8 +345,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"service (pid {server.pid}), {n} connections, {secs:g} s per scenario:")
         if "binary" not in skip:
             rows.append(measure("infer binary", host, port, server.pid, binary, n, secs, stats_url))
-        if "json" not in skip:
+        if "json" not in skip and bare is None:
             rows.append(measure("infer JSON", host, port, server.pid, json_reqs, n, secs, stats_url))
+        elif "json" not in skip:
+            wait_ready(bare, f"http://{host}:{bare_port}/v2/health/ready", timeout=60)
+            bare_reqs = [http_request(infer_path, b) for b in json_bodies]
+            json_rounds, bare_rounds = [], []
+            for _ in range(args.rounds):
+                part = secs / args.rounds
+                json_rounds.append(measure("infer JSON", host, port, server.pid, json_reqs, n, part, stats_url))
+                bare_rounds.append(measure("bare FastAPI (JSON)", host, bare_port, bare.pid, bare_reqs, n, part))
+                round_ratios.append(json_rounds[-1].result.rps / max(1e-9, bare_rounds[-1].result.rps))
+            rows += [merge(json_rounds), merge(bare_rounds)]
         if "classify" not in skip:
             rows.append(measure("classify", host, port, server.pid, classify, n, secs, stats_url))
         if "latency" not in skip:
@@ -322,14 +368,6 @@ def main(argv: list[str] | None = None) -> int:
         again = raw_onnxruntime(
             manifest.model_path(entry), sample_shape, [best.batch], args.raw_seconds, args.providers.split(","), threads
         )[0]
-        if "bare" not in skip:
-            bare = subprocess.Popen(
-                [sys.executable, str(ROOT / "bench" / "bare_app.py"), "--host", host, "--port", str(bare_port)],
-                cwd=ROOT,
-            )
-            wait_ready(bare, f"http://{host}:{bare_port}/v2/health/ready", timeout=60)
-            bare_reqs = [http_request(infer_path, b) for b in json_bodies]
-            rows.append(measure("bare FastAPI (JSON)", host, bare_port, bare.pid, bare_reqs, n, secs))
     finally:
         stop(server)
         if bare is not None:
@@ -367,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         ratios["infer binary / raw"] = by["infer binary"].result.rps / baseline
     if "classify" in by:
         ratios["classify / raw"] = by["classify"].result.rps / baseline
-    if "infer JSON" in by and "bare FastAPI (JSON)" in by:
-        ratios["infer JSON / bare FastAPI (req/s)"] = by["infer JSON"].result.rps / by["bare FastAPI (JSON)"].result.rps
+    if round_ratios:
+        ratios["infer JSON / bare FastAPI (req/s, median of rounds)"] = float(np.median(round_ratios))
     if "infer JSON" in by:
         ratios["infer JSON / raw"] = by["infer JSON"].result.rps / baseline
     # On a shared machine the CPU each process gets varies: images per CPU-second of the server process (event
@@ -380,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for k, v in ratios.items():
         print(f"ratio {k}: {v:.3f}")
+    if round_ratios:
+        print("JSON infer / bare FastAPI, round by round: " + ", ".join(f"{r:.3f}" for r in round_ratios))
     added = added_server = None
     if "infer binary (latency)" in by:
         lat = by["infer binary (latency)"]
@@ -422,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
                         for r in rows
                     ],
                     "ratios": ratios,
+                    "json_bare_round_ratios": round_ratios,
                     "added_latency_ms_p50": added,
                     "added_latency_ms_p50_vs_server_run": added_server,
                 },

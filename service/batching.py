@@ -13,6 +13,12 @@ When to start a batch:
 
 The queue is bounded: when it is full, `submit` raises ServerBusy at once (503 + Retry-After).
 Collecting a batch costs no thread hop per request: only the batch goes to the executor.
+
+Each batcher runs its batches on threads of its own (max_concurrent_batches of them) unless given an
+executor: with one thread per model, every batch of a model runs on the same warm thread, and models
+never wait for each other's threads. (A pool shared by all models hands consecutive batches to
+alternating threads: a thread wait queue is first-in first-out. Measured on lenet5_digits JSON requests,
+a shared pool of 2 gave 7,100-7,450 requests/s, one thread 8,600.)
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -69,7 +75,7 @@ class Batcher:
         self,
         name: str,
         run: RunFn,
-        executor: Executor,
+        executor: Executor | None = None,
         *,
         max_batch_size: int,
         max_queue_delay_s: float = 0.0,
@@ -87,7 +93,8 @@ class Batcher:
         self.max_concurrent_batches = max_concurrent_batches
         self.wait_when_idle = wait_when_idle
         self._run = run
-        self._executor = executor
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_concurrent_batches, thread_name_prefix=f"batch-{name}")
         self._observer = observer
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
@@ -242,3 +249,5 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._owns_executor:
+            self._executor.shutdown(wait=False)

@@ -1,8 +1,8 @@
 """The transport-free core (MLServer's DataPlane idea): the model repository (load, unload, ready),
 inference, image classification, metadata and statistics. The REST routes are thin adapters over it.
 
-Threads: the event loop owns all state. onnxruntime runs in `session_workers` threads (one running batch
-per model, through its Batcher); image decoding in a pool of its own; session creation and warm-up in one
+Threads: the event loop owns all state. onnxruntime runs in each model's own batch thread(s) (its
+Batcher's, max_concurrent_batches of them); image decoding in a pool of its own; session creation and warm-up in one
 loader thread (sessions are created one at a time: creation is not guaranteed thread-safe), so loading a
 model never stalls the others.
 """
@@ -169,7 +169,6 @@ class DataPlane:
         self._status: dict[str, _Status] = {}
         self._known: set[str] = set()
         self._plan: ProviderPlan | None = None
-        self._infer_pool: ThreadPoolExecutor | None = None
         self._image_pool: ThreadPoolExecutor | None = None
         self._loader: ThreadPoolExecutor | None = None
         self._started = False
@@ -183,7 +182,6 @@ class DataPlane:
         threads = init_global_thread_pool(s.threads, s.threads_idle_priority)
         cpus = usable_cpus()
         self._plan = plan_providers(s.providers, require_gpu=s.require_gpu, device_id=s.gpu_device_id)
-        self._infer_pool = ThreadPoolExecutor(s.session_workers or max(2, cpus), thread_name_prefix="ort")
         self._image_pool = ThreadPoolExecutor(cpus, thread_name_prefix="images")
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="loader")
         in_store = list_store(self.store)
@@ -212,7 +210,7 @@ class DataPlane:
         """Take no new work, finish what is queued and running, release the pools."""
         self._stopping = True
         await asyncio.gather(*(m.batcher.close() for m in self._models.values()), return_exceptions=True)
-        for pool in (self._infer_pool, self._image_pool, self._loader):
+        for pool in (self._image_pool, self._loader):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=False)
 
@@ -342,7 +340,6 @@ class DataPlane:
         batcher = Batcher(
             name,
             run,
-            self._infer_pool,
             max_batch_size=max_batch,
             max_queue_delay_s=delay_us / 1e6,
             max_queue_size=s.max_queue_size,

@@ -60,9 +60,6 @@ class Settings(BaseSettings):
     """Run the intra-op pool's worker threads at idle CPU priority (Linux SCHED_IDLE), so that their
     spin-waiting between runs never takes CPU from the event loop; they still get every spare cycle."""
 
-    session_workers: int = Field(0, ge=0)
-    """Threads that call onnxruntime (at most one running batch per model; 0: one per usable CPU, at least 2)."""
-
     gil_switch_interval_us: int = Field(200, ge=0)
     """Python's GIL switch interval in microseconds (0: leave Python's 5 ms): how long a thread that finished
     or is about to start a batch may wait for the GIL while the event loop is busy."""
@@ -85,7 +82,7 @@ class Settings(BaseSettings):
     Retry-After, at once."""
 
     max_concurrent_batches: int = Field(1, ge=1)
-    """Batches of one model that may run at the same time."""
+    """Batches of one model that may run at the same time (each model has this many threads of its own)."""
 
     warmup: Literal["all", "pow2", "none"] = "all"
     """Batch sizes run once at load before a model is ready: every size up to max batch (all), powers of two and
