@@ -111,9 +111,7 @@ class RawResult:
 def raw_onnxruntime(
     model_path: Path, sample_shape, batch_sizes, seconds: float, providers, threads: int
 ) -> list[RawResult]:
-    init_global_thread_pool(
-        threads, os.environ.get("ZOOSERVE_THREADS_IDLE_PRIORITY", "1").lower() not in ("0", "false")
-    )
+    init_global_thread_pool(threads, os.environ.get("ZOOSERVE_THREADS_IDLE_PRIORITY", "0").lower() in ("1", "true"))
     session = create_session(model_path, plan_providers(providers))
     name = session.get_inputs()[0].name
     rng = np.random.default_rng(0)

@@ -6,11 +6,13 @@
 - Providers are asked for in order of preference. onnxruntime silently falls back to CPU when a GPU
   provider cannot load, so the provider actually in use is read back from the session
   (`get_providers()`), logged, and reported; ZOOSERVE_REQUIRE_GPU turns a fallback into a failure.
-- The pool's worker threads run at the lowest CPU priority (Linux SCHED_IDLE). onnxruntime's workers
-  spin-wait between runs, and its Python API cannot turn that off for the global pool; at normal priority
-  a spinning worker takes its share of a core from the event loop that parses and answers requests.
-  Idle-priority workers get every cycle nobody else wants (a large model alone still uses all cores) and
-  give way at once to the event loop and the threads that call onnxruntime, which keep normal priority.
+- Optionally (ZOOSERVE_THREADS_IDLE_PRIORITY), the pool's worker threads run at the lowest CPU priority
+  (Linux SCHED_IDLE). onnxruntime's workers spin-wait between runs, and its Python API cannot turn that
+  off for the global pool; at normal priority a spinning worker takes its share of a core from the event
+  loop. Idle-priority workers give way at once to the event loop, but also to every other thread, so a
+  large model loses some intra-op parallelism while requests are being read. Measured on 2 cores:
+  resnet18 binary infer 0.947 of raw with it, 0.989 without; lenet5_digits JSON infer about the same
+  either way once each model had its own batch thread. Off by default.
 - Session creation is not guaranteed thread-safe: the data plane creates sessions one at a time.
 """
 
@@ -135,7 +137,7 @@ def _idle_priority(thread_ids: Iterable[int]) -> int:
     return changed
 
 
-def init_global_thread_pool(threads: int = 0, idle_priority: bool = True) -> int:
+def init_global_thread_pool(threads: int = 0, idle_priority: bool = False) -> int:
     """Create onnxruntime's global intra-op pool (once per process) and return its size.
 
     With `idle_priority`, the pool's worker threads (those onnxruntime starts here; the thread that calls

@@ -56,9 +56,10 @@ class Settings(BaseSettings):
     """Size of the one global onnxruntime intra-op thread pool (0: the CPUs this process may use,
     affinity and container CPU quota included)."""
 
-    threads_idle_priority: bool = True
-    """Run the intra-op pool's worker threads at idle CPU priority (Linux SCHED_IDLE), so that their
-    spin-waiting between runs never takes CPU from the event loop; they still get every spare cycle."""
+    threads_idle_priority: bool = False
+    """Run the intra-op pool's worker threads at idle CPU priority (Linux SCHED_IDLE): their spin-waiting
+    between runs then never takes CPU from the event loop, but a large model also loses parallelism while
+    requests are read. Worth trying for stores of tiny models on few cores."""
 
     gil_switch_interval_us: int = Field(200, ge=0)
     """Python's GIL switch interval in microseconds (0: leave Python's 5 ms): how long a thread that finished
