@@ -4,10 +4,11 @@
 
 1. raw: the model's ONNX file in onnxruntime in this process, with the service's own session settings (the
    global thread pool sized to the usable CPUs), at every batch size up to its max: images/s. The best
-   batch size is measured again after the HTTP scenarios; the mean of the two is the baseline (on a shared
-   machine the CPU a process gets drifts).
+   batch size is measured again before each further round of binary infer and at the end; the mean of
+   these runs is the baseline (on a shared machine the CPU a process gets drifts).
 2. the service (`python -m service`, a real uvicorn process) under a closed-loop load of N keep-alive
-   connections, one image per request: binary tensors (Triton's extension), JSON tensors, and classify
+   connections, one image per request: binary tensors (Triton's extension) in rounds alternating with the
+   raw run (the ratio is the median of the rounds' ratios), JSON tensors, and classify
    (an encoded image as the body); then one connection: the latency HTTP, queueing and serialisation add at
    batch 1, as the mean HTTP latency less the server's mean onnxruntime run for those requests (/stats).
 3. a bare FastAPI endpoint (bench/bare_app.py) that only reads the same JSON body and returns a constant:
@@ -329,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     rows: list[Row] = []
     round_ratios: list[float] = []
+    binary_ratios: list[float] = []
+    raw_rounds: list[RawResult] = [best]
+    model_path = manifest.model_path(entry)
+    raw_args = (args.raw_seconds, args.providers.split(","), threads)
     try:
         wait_ready(server, f"http://{host}:{port}/v2/health/ready", timeout=600)
         stats_url = f"http://{host}:{port}/v2/models/{args.model}/stats"
@@ -343,7 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         n, secs = concurrency, max(args.seconds, 15 * best.p50_ms / 1e3)
         print(f"service (pid {server.pid}), {n} connections, {secs:g} s per scenario:")
         if "binary" not in skip:
-            rows.append(measure("infer binary", host, port, server.pid, binary, n, secs, stats_url))
+            # Alternating with the raw run at the best batch size (the sweep's run is the first), so that the
+            # machine's drift falls on both alike; the ratio is the median of the rounds' ratios.
+            part = max(secs / args.rounds, 10 * best.p50_ms / 1e3)
+            binary_rounds = []
+            for i in range(args.rounds):
+                if i:
+                    time.sleep(0.5)  # let the server's onnxruntime workers stop spinning
+                    raw_rounds.append(raw_onnxruntime(model_path, sample_shape, [best.batch], *raw_args)[0])
+                binary_rounds.append(measure("infer binary", host, port, server.pid, binary, n, part, stats_url))
+                binary_ratios.append(binary_rounds[-1].result.rps / raw_rounds[-1].images_per_s)
+            rows.append(merge(binary_rounds))
         if "json" not in skip and bare is None:
             rows.append(measure("infer JSON", host, port, server.pid, json_reqs, n, secs, stats_url))
         elif "json" not in skip:
@@ -361,23 +376,20 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" not in skip:
             rows.append(measure("infer binary (latency)", host, port, server.pid, binary, 1, secs, stats_url))
         stop(server)
-        # The raw baseline again, now that the server is gone: on a shared machine the CPU it gets drifts, so the
-        # baseline is the mean of the runs before and after the HTTP scenarios.
+        # The raw run once more, now that the server is gone: the baseline is the mean of all of them.
         print("raw onnxruntime again at the best batch size:")
-        again = raw_onnxruntime(
-            manifest.model_path(entry), sample_shape, [best.batch], args.raw_seconds, args.providers.split(","), threads
-        )[0]
+        raw_rounds.append(raw_onnxruntime(model_path, sample_shape, [best.batch], *raw_args)[0])
     finally:
         stop(server)
         if bare is not None:
             stop(bare)
 
-    baseline = (best.images_per_s + again.images_per_s) / 2
+    baseline = float(np.mean([r.images_per_s for r in raw_rounds]))
     print()
     print(
-        f"{args.model}, {cpus} CPUs ({os.uname().machine}), "
-        f"raw best batch {best.batch}: {best.images_per_s:.1f} images/s on {best.cpu:.2f} cores before, "
-        f"{again.images_per_s:.1f} on {again.cpu:.2f} cores after: baseline {baseline:.1f} images/s"
+        f"{args.model}, {cpus} CPUs ({os.uname().machine}), raw best batch {best.batch}: "
+        + ", ".join(f"{r.images_per_s:.1f}" for r in raw_rounds)
+        + f" images/s over the run: baseline {baseline:.1f} images/s"
     )
     header = (
         f"| {'scenario':<22} | conc | {'req/s':>8} | {'images/s':>8} | {'p50 ms':>8} | {'p95 ms':>8} | {'p99 ms':>8} | "
@@ -400,8 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     by = {r.scenario: r for r in rows}
     ratios = {}
-    if "infer binary" in by:
-        ratios["infer binary / raw"] = by["infer binary"].result.rps / baseline
+    if binary_ratios:
+        ratios["infer binary / raw (median of rounds)"] = float(np.median(binary_ratios))
     if "classify" in by:
         ratios["classify / raw"] = by["classify"].result.rps / baseline
     if round_ratios:
@@ -410,13 +422,15 @@ def main(argv: list[str] | None = None) -> int:
         ratios["infer JSON / raw"] = by["infer JSON"].result.rps / baseline
     # On a shared machine the CPU each process gets varies: images per CPU-second of the server process (event
     # loop, HTTP and onnxruntime together) against the raw run's, a conservative efficiency ratio.
-    raw_per_core = baseline / max(1e-9, (best.cpu + again.cpu) / 2)
+    raw_per_core = baseline / max(1e-9, float(np.mean([r.cpu for r in raw_rounds])))
     for key, scenario in (("infer binary", "infer binary"), ("classify", "classify")):
         if scenario in by and by[scenario].server_cpu > 0:
             ratios[f"{key} / raw, per core used"] = by[scenario].result.rps / by[scenario].server_cpu / raw_per_core
     print()
     for k, v in ratios.items():
         print(f"ratio {k}: {v:.3f}")
+    if binary_ratios:
+        print("binary infer / raw, round by round: " + ", ".join(f"{r:.3f}" for r in binary_ratios))
     if round_ratios:
         print("JSON infer / bare FastAPI, round by round: " + ", ".join(f"{r:.3f}" for r in round_ratios))
     added = added_vs_raw = None
@@ -443,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                     "model": args.model,
                     "cpus": cpus,
                     "raw": [r.__dict__ for r in raw],
-                    "raw_again": again.__dict__,
+                    "raw_rounds": [r.__dict__ for r in raw_rounds],
                     "baseline_images_per_s": baseline,
                     "rows": [
                         {
@@ -463,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                     ],
                     "ratios": ratios,
                     "json_bare_round_ratios": round_ratios,
+                    "binary_raw_round_ratios": binary_ratios,
                     "added_latency_ms_mean_vs_server_run": added,
                     "added_latency_ms_p50_vs_raw_p50": added_vs_raw,
                 },
