@@ -10,7 +10,8 @@
    connections, one image per request: binary tensors (Triton's extension) in rounds alternating with the
    raw run (the ratio is the median of the rounds' ratios), JSON tensors, and classify
    (an encoded image as the body); then one connection: the latency HTTP, queueing and serialisation add at
-   batch 1, as the mean HTTP latency less the server's mean onnxruntime run for those requests (/stats).
+   batch 1, as the mean HTTP latency less the server's mean onnxruntime run for those requests (/stats),
+   beside the HTTP floor: the same request to a plain ASGI app on the same uvicorn (bench/bare_app.py --asgi).
 3. a bare FastAPI endpoint (bench/bare_app.py) that only reads the same JSON body and returns a constant:
    the framework's own ceiling, to compare JSON infer requests/s with. Both servers are up together and
    measured in alternating rounds (JSON infer, bare, JSON infer, ...), so that the machine's drift over
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
     concurrency = args.concurrency or min(64, max(16, 2 * best.batch))
     host = "127.0.0.1"
-    port, bare_port = free_port(), free_port()
+    port, bare_port, floor_port = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
         ZOOSERVE_MODELS=args.model,
@@ -323,11 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT,
         env=env,
     )
+    bare_cmd = [sys.executable, str(ROOT / "bench" / "bare_app.py"), "--host", host]
     bare = None
     if "bare" not in skip and "json" not in skip:
-        bare = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "bare_app.py"), "--host", host, "--port", str(bare_port)], cwd=ROOT
-        )
+        bare = subprocess.Popen([*bare_cmd, "--port", str(bare_port)], cwd=ROOT)
     rows: list[Row] = []
     round_ratios: list[float] = []
     binary_ratios: list[float] = []
@@ -375,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure("classify", host, port, server.pid, classify, n, secs, stats_url))
         if "latency" not in skip:
             rows.append(measure("infer binary (latency)", host, port, server.pid, binary, 1, secs, stats_url))
+            floor = subprocess.Popen([*bare_cmd, "--asgi", "--port", str(floor_port)], cwd=ROOT)
+            try:
+                wait_ready(floor, f"http://{host}:{floor_port}/v2/health/ready", timeout=60)
+                rows.append(measure("HTTP floor (latency)", host, floor_port, floor.pid, binary, 1, secs))
+            finally:
+                stop(floor)
         stop(server)
         # The raw run once more, now that the server is gone: the baseline is the mean of all of them.
         print("raw onnxruntime again at the best batch size:")
@@ -450,6 +456,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  for comparison, HTTP p50 {lat.result.percentile_ms(50):.3f} ms - raw run p50 {raw_b1.p50_ms:.3f} ms "
             f"(measured before the server started): {added_vs_raw:.3f} ms"
         )
+        if "HTTP floor (latency)" in by:
+            floor_ms = float(np.mean(by["HTTP floor (latency)"].result.latencies_s)) * 1e3
+            print(
+                f"  the HTTP floor: a plain ASGI app on the same uvicorn, reading the same {len(binary[0]):,}-byte "
+                f"request and answering a constant, takes {floor_ms:.3f} ms (mean; p50 "
+                f"{by['HTTP floor (latency)'].result.percentile_ms(50):.3f} ms)"
+                + (f"; the service adds {added - floor_ms:.3f} ms beyond it" if added is not None else "")
+            )
     if args.json_out:
         args.json_out.write_text(
             json.dumps(
