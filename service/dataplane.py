@@ -2,9 +2,9 @@
 inference, image classification, metadata and statistics. The REST routes are thin adapters over it.
 
 Threads: the event loop owns all state. onnxruntime runs in each model's own batch thread(s) (its
-Batcher's, max_concurrent_batches of them); image decoding in a pool of its own; session creation and warm-up in one
-loader thread (sessions are created one at a time: creation is not guaranteed thread-safe), so loading a
-model never stalls the others.
+Batcher's, max_concurrent_batches of them); image decoding in a pool of its own; session creation and
+warm-up in one loader thread (sessions are created one at a time: creation is not guaranteed
+thread-safe), so loading a model never stalls the others.
 """
 
 from __future__ import annotations
@@ -159,13 +159,13 @@ class _Tracked:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Path(settings.store)
         self._models: dict[str, _Model] = {}
         self.in_flight = 0
         """HTTP requests being handled (read by the metrics at scrape time)."""
-        self.metrics = metrics or Metrics(self.queue_depths, lambda: self.in_flight)
+        self.metrics = Metrics(self.queue_depths, lambda: self.in_flight)
         self._status: dict[str, _Status] = {}
         self._known: set[str] = set()
         self._plan: ProviderPlan | None = None
