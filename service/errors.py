@@ -38,6 +38,13 @@ class PayloadTooLarge(ServingError):
     status_code = 413
 
 
+class ClientClosedRequest(ServingError):
+    """The client went away before its request body had arrived (nginx's 499): nobody reads the answer,
+    and it counts as the client's doing, not the server's."""
+
+    status_code = 499
+
+
 class ModelNotFound(ServingError):
     """No such model (or version) in the store / among the loaded models."""
 

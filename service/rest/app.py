@@ -85,7 +85,7 @@ class ZooServeApp(FastAPI):
         try:
             await _HOT[op](scope, receive, send)
             return
-        except ClientDisconnect:
+        except ClientDisconnect:  # raised by Starlette's multipart parsing
             return  # nobody to answer
         except ServingError as exc:
             response = await _serving_error(Request(scope, receive), exc)

@@ -4,11 +4,10 @@ JSON responses (orjson: no jsonable_encoder, no response model validation)."""
 from __future__ import annotations
 
 import orjson
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import ClientClosedRequest, PayloadTooLarge
 
 JSON = "application/json"
 
@@ -19,7 +18,7 @@ def json_response(content: object, status_code: int = 200, headers: dict[str, st
 
 async def receive_body(receive: Receive, content_length: str | bytes | None, limit: int) -> bytes:
     """The whole request body, refused (413) beyond `limit` bytes: before reading it when Content-Length
-    says so, else as soon as the chunks read exceed it. A client gone mid-body raises ClientDisconnect."""
+    says so, else as soon as the chunks read exceed it. A client gone mid-body is ClientClosedRequest."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         length = content_length.decode() if isinstance(content_length, bytes) else content_length
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
@@ -28,7 +27,7 @@ async def receive_body(receive: Receive, content_length: str | bytes | None, lim
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
+            raise ClientClosedRequest(f"the client went away after {size} bytes of the request body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -248,3 +248,20 @@ def test_unknown_start_up_model_fails_the_start(tiny_store):
     app = create_app(Settings(store=tiny_store, models=["nope"]))
     with pytest.raises(Exception, match="nope"), TestClient(app):
         pass
+
+
+def test_a_client_gone_mid_body_is_a_client_error():
+    """The body reader turns an http.disconnect into a 499, which the request metrics count as client_error."""
+    import asyncio
+
+    from service.errors import ClientClosedRequest
+    from service.rest.responses import receive_body
+
+    messages = iter([{"type": "http.request", "body": b"x" * 10, "more_body": True}, {"type": "http.disconnect"}])
+
+    async def receive():
+        return next(messages)
+
+    with pytest.raises(ClientClosedRequest, match="after 10 bytes") as info:
+        asyncio.run(receive_body(receive, b"100", 1000))
+    assert info.value.status_code == 499
