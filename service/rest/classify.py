@@ -16,8 +16,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
-from service.errors import BadRequest, PayloadTooLarge
-from service.rest.responses import JSON, receive_body
+from service.errors import BadRequest
+from service.rest.responses import JSON, check_length, receive_body
 
 MAX_FILES = 1024
 
@@ -38,8 +38,7 @@ async def classify(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         length = request.headers.get("content-length")
         if content_type.startswith("multipart/form-data"):
-            if length is not None and length.isdigit() and int(length) > limit:
-                raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
+            check_length(length, limit)  # Starlette's form parser has no size limit of its own
             images, names = [], []
             async with request.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
                 for field, value in form.multi_items():

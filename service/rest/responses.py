@@ -16,12 +16,17 @@ def json_response(content: object, status_code: int = 200, headers: dict[str, st
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status_code, headers, JSON)
 
 
-async def receive_body(receive: Receive, content_length: str | bytes | None, limit: int) -> bytes:
-    """The whole request body, refused (413) beyond `limit` bytes: before reading it when Content-Length
-    says so, else as soon as the chunks read exceed it. A client gone mid-body is ClientClosedRequest."""
+def check_length(content_length: str | bytes | None, limit: int) -> None:
+    """Refuse (413) a request whose Content-Length already says it is beyond `limit` bytes."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         length = content_length.decode() if isinstance(content_length, bytes) else content_length
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit}")
+
+
+async def receive_body(receive: Receive, content_length: str | bytes | None, limit: int) -> bytes:
+    """The whole request body, refused (413) beyond `limit` bytes: before reading it when Content-Length
+    says so, else as soon as the chunks read exceed it. A client gone mid-body is ClientClosedRequest."""
+    check_length(content_length, limit)
     chunks: list[bytes] = []
     size = 0
     while True:
