@@ -40,6 +40,7 @@ from service.runtime import (
     create_session,
     init_global_thread_pool,
     plan_providers,
+    tune_allocator,
     tune_interpreter,
     usable_cpus,
     warm_up,
@@ -204,6 +205,7 @@ class DataPlane:
         for name in names:
             await self.load(name)
         tune_interpreter(s.gil_switch_interval_us)
+        tune_allocator(s.malloc_keep_mb)
         self._started = True
 
     async def stop(self) -> None:

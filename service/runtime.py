@@ -14,10 +14,13 @@
   resnet18 binary infer 0.947 of raw with it, 0.989 without; lenet5_digits JSON infer about the same
   either way once each model had its own batch thread. Off by default.
 - Session creation is not guaranteed thread-safe: the data plane creates sessions one at a time.
+- glibc's allocator is told to keep freed memory (ZOOSERVE_MALLOC_KEEP_MB): see tune_allocator.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import math
@@ -302,3 +305,41 @@ def tune_interpreter(switch_interval_us: int) -> None:
         sys.setswitchinterval(switch_interval_us / 1e6)
     gc.collect()
     gc.freeze()
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_MMAP_THRESHOLD_MAX = 32 << 20  # glibc refuses more on 64-bit (HEAP_MAX_SIZE / 2)
+
+
+def tune_allocator(keep_mb: int) -> bool:
+    """Make glibc's malloc keep up to `keep_mb` MiB of freed memory for reuse instead of returning it to the
+    kernel at once. Returns whether the settings took (False off glibc, or with keep_mb 0).
+
+    Request bodies, decoded tensors and batches are large (a 224x224 FP32 input is 602 KB, a batch of 32 of
+    them 19 MB) and are allocated and freed on every request. glibc serves such blocks from mmap, or from a
+    heap top that it trims back as soon as they are freed, unless its dynamic thresholds happen to have
+    grown past them; then each request touches fresh pages and pays the kernel's page faults and zeroing
+    again. Measured on 2 cores, a plain ASGI app on uvicorn took 0.94 ms at p50 to read a 602 KB request and
+    answer with glibc's defaults, 0.24 ms with this (4.8 ms and 1.1 ms for 4.8 MB). The service, whose heap
+    top is held by long-lived objects, page-faulted about once per request either way in the same test:
+    there the setting guarantees what the heuristics gave. Blocks up to 32 MiB then come from the heap (the
+    mmap threshold), and up to keep_mb of free memory at its top stays mapped (the trim threshold).
+    """
+    if keep_mb <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        log.info("no glibc mallopt here: the allocator keeps its defaults")
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    keep = min(keep_mb, 1024) << 20
+    settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, keep), (_M_TOP_PAD, 16 << 20))
+    took = all(mallopt(param, value) == 1 for param, value in settings)
+    if took:
+        log.info("allocator: blocks up to 32 MiB from the heap, up to %d MiB of freed memory kept", keep >> 20)
+    else:
+        log.warning("allocator: mallopt refused a setting; glibc's defaults may apply")
+    return took
