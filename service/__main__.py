@@ -67,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from service.rest.app import create_app
+    from service.rest.protocol import HttpProtocol
 
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
         lifespan="on",
         log_level=settings.log_level,
         access_log=settings.access_log,
