@@ -110,6 +110,10 @@ class InferResult:
     model_version: str
     id: str | None
     outputs: list[codecs.OutputTensor]
+    queue_ns: int = 0
+    """From joining the model's queue to the start of its batch."""
+    compute_ns: int = 0
+    """Its batch's stacking of inputs and onnxruntime run."""
 
 
 class _BatchObserver:
@@ -499,7 +503,7 @@ class DataPlane:
                     codecs.OutputTensor(o.name, arr, request.binary_output if o.binary is None else o.binary)
                 )
         self._account(model, result, x.shape[0], time.perf_counter_ns() - t0)
-        return InferResult(name, str(model.handle.version), request.id, outputs)
+        return InferResult(name, str(model.handle.version), request.id, outputs, result.queue_ns, result.compute_ns)
 
     async def classify(self, name: str, version: str | None, images: Sequence[bytes], top_k: int) -> dict:
         """Decode and preprocess the images as the manifest says, run them, return top-k softmax classes."""

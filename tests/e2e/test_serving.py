@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import httpx
 import numpy as np
@@ -100,6 +101,24 @@ def test_infer_matches_pytorch(client, torch_model, tensor_of, binary):
     inp2 = triton.InferInput("input", list(x.shape), "FP32")
     inp2.set_data_from_numpy(x, binary_data=True)
     np.testing.assert_array_equal(client.infer(MODEL, [inp2], model_version="1").as_numpy("logits"), got)
+
+
+def test_infer_reports_queue_and_compute_in_server_timing(server, tensor_of):
+    images, _ = digits(3)
+    x = tensor_of(images)
+    body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        t0 = time.perf_counter()
+        response = http.post(f"/v2/models/{MODEL}/infer", json=body)
+        elapsed_ms = (time.perf_counter() - t0) * 1e3
+    assert response.status_code == 200
+    metrics = {}
+    for metric in response.headers["server-timing"].split(","):
+        name, _, dur = metric.strip().partition(";dur=")
+        metrics[name] = float(dur)
+    assert set(metrics) == {"queue", "compute"}
+    assert metrics["queue"] >= 0 and metrics["compute"] > 0
+    assert metrics["queue"] + metrics["compute"] < elapsed_ms
 
 
 def test_classification_extension(client, tensor_of):
