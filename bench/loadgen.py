@@ -35,6 +35,14 @@ class LoadResult:
     latencies_s: np.ndarray
     client_cpu: float  # fraction of one core
     statuses: dict[int, int] = field(default_factory=dict)
+    compute_s: np.ndarray | None = None
+    """Per request, beside latencies_s: the compute the server reported in its Server-Timing header
+    (`compute;dur=<ms>`), NaN where it gave none."""
+
+    def added_ms(self) -> np.ndarray:
+        """Per request: its latency less the compute its server reported, in milliseconds."""
+        compute = self.compute_s if self.compute_s is not None else np.full(len(self.latencies_s), np.nan)
+        return (self.latencies_s - compute) * 1e3
 
     @property
     def rps(self) -> float:
@@ -44,6 +52,18 @@ class LoadResult:
         return float(np.percentile(self.latencies_s, q) * 1e3) if len(self.latencies_s) else float("nan")
 
 
+_NAN = float("nan")
+
+
+def _server_compute_s(value: str) -> float:
+    """`compute;dur=17.512` in a Server-Timing header value, in seconds (NaN if absent)."""
+    for metric in value.split(","):
+        name, _, params = metric.strip().partition(";")
+        if name == "compute" and params.startswith("dur="):
+            return float(params[4:]) / 1e3
+    return _NAN
+
+
 class _Conn(asyncio.Protocol):
     def __init__(self, run: _Run, request: bytes) -> None:
         self.run = run
@@ -51,6 +71,7 @@ class _Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.need = -1  # total bytes of the response being read, once its headers are in
         self.status = 0
+        self.compute = _NAN
         self.sent = 0.0
         self.transport: asyncio.Transport | None = None
 
@@ -76,17 +97,21 @@ class _Conn(asyncio.Protocol):
                 head = bytes(buf[:end]).decode("latin-1")
                 self.status = int(head[9:12])
                 length = 0
+                self.compute = _NAN
                 for line in head.split("\r\n")[1:]:
                     k, _, v = line.partition(":")
-                    if k.strip().lower() == "content-length":
+                    k = k.strip().lower()
+                    if k == "content-length":
                         length = int(v)
+                    elif k == "server-timing":
+                        self.compute = _server_compute_s(v)
                 self.need = end + 4 + length
             if len(buf) < self.need:
                 return
             del buf[: self.need]
             self.need = -1
             now = time.perf_counter()
-            self.run.done(self.status, now - self.sent, now)
+            self.run.done(self.status, now - self.sent, now, self.compute)
             if self.run.running:
                 self.send()
             else:
@@ -101,14 +126,16 @@ class _Run:
     def __init__(self, start: float, stop: float) -> None:
         self.start, self.stop = start, stop
         self.latencies: list[float] = []
+        self.computes: list[float] = []
         self.statuses: dict[int, int] = {}
         self.running = True
         self.open: set[_Conn] = set()
         self.all_closed = asyncio.get_running_loop().create_future()
 
-    def done(self, status: int, latency: float, now: float) -> None:
+    def done(self, status: int, latency: float, now: float, compute: float) -> None:
         if self.start <= now <= self.stop:
             self.latencies.append(latency)
+            self.computes.append(compute)
             self.statuses[status] = self.statuses.get(status, 0) + 1
         if now > self.stop:
             self.running = False
@@ -151,4 +178,5 @@ async def run_load(
         latencies_s=np.asarray(run.latencies),
         client_cpu=(cpu1 - cpu0) / (wall1 - wall0),
         statuses=dict(run.statuses),
+        compute_s=np.asarray(run.computes),
     )
