@@ -2,7 +2,7 @@
 
 One image as the raw body (JPEG, PNG, WebP, BMP, GIF), or several as multipart/form-data files (in
 order). The answer: one list of {"label", "index", "score"} per image, the model name and version, and
-the milliseconds spent decoding, queued and computing.
+the milliseconds spent decoding, queued and computing (also in a Server-Timing header, as infer gives).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ async def classify(request: Request) -> Response:
         result = await dataplane.classify(name, version, images, top_k)
         if names is not None:
             result["filenames"] = names
-    return Response(orjson.dumps(result), media_type=JSON)
+    timing = ", ".join(f"{k};dur={v:.3f}" for k, v in result["timing_ms"].items())
+    return Response(orjson.dumps(result), headers={"server-timing": timing}, media_type=JSON)
 
 
 async def classify_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -145,6 +145,8 @@ def test_classify_raw_and_multipart(client):
     assert len(preds) == 2 and preds[0]["score"] >= preds[1]["score"]
     assert preds[0]["label"] == LABELS[preds[0]["index"]]
     assert set(body["timing_ms"]) == {"decode", "queue", "compute"}
+    header = dict(m.strip().split(";dur=") for m in r.headers["server-timing"].split(","))
+    assert {k: round(float(v), 3) for k, v in header.items()} == {k: round(v, 3) for k, v in body["timing_ms"].items()}
     # the same image as the model computes it
     x = (np.full((1, 1, 8, 8), 200, np.float32) * np.float32(1 / 255) - np.float32(0.5)) / np.float32(0.25)
     logits = tiny_forward(x, *tiny_weights(1))[0].astype(np.float64)
