@@ -337,7 +337,7 @@ def tune_allocator(keep_mb: int) -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     keep = min(keep_mb, 1024) << 20
     settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, keep), (_M_TOP_PAD, 16 << 20))
-    took = all(mallopt(param, value) == 1 for param, value in settings)
+    took = all([mallopt(param, value) == 1 for param, value in settings])  # every one tried
     if took:
         log.info("allocator: blocks up to 32 MiB from the heap, up to %d MiB of freed memory kept", keep >> 20)
     else:

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     """Python's GIL switch interval in microseconds (0: leave Python's 5 ms): how long a thread that finished
     or is about to start a batch may wait for the GIL while the event loop is busy."""
 
-    malloc_keep_mb: int = Field(256, ge=0)
+    malloc_keep_mb: int = Field(256, ge=0, le=1024)
     """glibc: MiB of freed memory the allocator keeps for reuse rather than returning it to the kernel at once
     (0: glibc's defaults), and serve blocks up to 32 MiB from its heap: large request bodies and batches then
     reuse warm pages rather than page-faulting fresh ones on every request (see runtime.tune_allocator)."""

@@ -10,7 +10,8 @@ Measured on the 2-core development machine, resnet18 at batch 1 (binary infer): 
 took 0.195 ms of the request's time with two writes, 0.045 ms with one.
 
 Nothing else changes: flow control, keep-alive, pipelining and timeouts are uvicorn's own.
-`python -m service` and the benchmark's baseline apps run with `http=PROTOCOL` (see bench/bare_app.py).
+`python -m service` runs with it, and so do the benchmark's HTTP floors (`bench/bare_app.py --server
+service`, which passes `http=PROTOCOL`).
 """
 
 from __future__ import annotations
