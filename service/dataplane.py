@@ -121,7 +121,7 @@ class _BatchObserver:
 
     def __init__(self, stats: ModelStats, metrics: Metrics, model: str) -> None:
         self._stats = stats
-        _, self._compute, self._batch = metrics.model_children(model)
+        _, self._compute, self._batch = metrics.model_histograms(model)
 
     def on_batch(self, rows: int, input_ns: int, infer_ns: int, output_ns: int, ok: bool) -> None:
         if ok:
@@ -154,9 +154,7 @@ class _Tracked:
             outcome = "client_error" if exc.status_code < 500 else "server_error"
         else:
             outcome = "server_error"
-        label = dp.label_for(self._name)
-        dp.metrics.request_counter(label, self._endpoint, outcome).inc()
-        dp.metrics.request_histogram(label, self._endpoint).observe(elapsed / 1e9)
+        dp.metrics.request_done(dp.label_for(self._name), self._endpoint, outcome, elapsed / 1e9)
         if self._counts_in_stats:
             model = dp._models.get(self._name)
             if model is not None:
@@ -461,8 +459,7 @@ class DataPlane:
         return _Tracked(self, name, endpoint, counts_in_stats)
 
     def _account(self, model: _Model, result: BatchResult, rows: int, output_ns: int) -> None:
-        queue_hist, _, _ = self.metrics.model_children(model.handle.name)
-        queue_hist.observe(result.queue_ns / 1e9)
+        self.metrics.model_histograms(model.handle.name)[0].observe(result.queue_ns / 1e9)
         model.stats.request_timing(result.queue_ns, result.input_ns, result.infer_ns, output_ns, rows)
 
     async def infer(self, name: str, version: str | None, request: codecs.InferRequest) -> InferResult:
