@@ -23,8 +23,11 @@ import argparse
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from fastapi import FastAPI, Request
+
+from service.rest.responses import server_timing
 
 app = FastAPI()
 
@@ -47,12 +50,11 @@ _run_model = None  # with --run-model: runs the model once, returns the nanoseco
 
 def _model_runner(path: str):
     import numpy as np
-    import onnxruntime as ort
 
-    from service.runtime import init_global_thread_pool, session_options
+    from service.runtime import create_session, init_global_thread_pool, plan_providers
 
     init_global_thread_pool(0)
-    session = ort.InferenceSession(path, session_options(), providers=["CPUExecutionProvider"])
+    session = create_session(Path(path), plan_providers(["cpu"]))
     spec = session.get_inputs()[0]
     feed = {spec.name: np.zeros((1, *spec.shape[1:]), np.float32)}
 
@@ -77,7 +79,7 @@ async def asgi_app(scope, receive, send) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(_CONSTANT))]
     if _run_model is not None:
         run_ns = await asyncio.get_running_loop().run_in_executor(_runner, _run_model)
-        headers.append((b"server-timing", b"compute;dur=%.3f" % (run_ns / 1e6)))
+        headers.append((b"server-timing", server_timing(compute=run_ns / 1e6)))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": _CONSTANT})
 

@@ -53,6 +53,7 @@ from service.runtime import (  # noqa: E402
     init_global_thread_pool,
     plan_providers,
     usable_cpus,
+    warmup_sizes,
 )
 from service.store import read_batching_config  # noqa: E402
 
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print("raw onnxruntime (in process, the service's session settings):")
-    sizes = sorted({1, *[1 << i for i in range(max_batch.bit_length()) if (1 << i) <= max_batch], max_batch})
+    sizes = warmup_sizes(max_batch, "pow2")  # 1, 2, 4, ... and the max
     threads = int(os.environ.get("ZOOSERVE_THREADS", "0"))  # the service reads the same variable
     raw = raw_onnxruntime(
         manifest.model_path(entry), sample_shape, sizes, args.raw_seconds, args.providers.split(","), threads

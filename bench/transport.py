@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.serve import binary_request, free_port, raw_onnxruntime, sample_inputs, stop, wait_ready  # noqa: E402
 from service.manifest import Manifest  # noqa: E402
+from service.runtime import warmup_sizes  # noqa: E402
 from service.store import read_batching_config  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     shape = tuple(manifest.input.shape[1:])
     model_path = manifest.model_path(entry)
     max_batch = read_batching_config(entry).max_batch_size
-    sizes = sorted({1, *[1 << i for i in range(max_batch.bit_length()) if (1 << i) <= max_batch], max_batch})
+    sizes = warmup_sizes(max_batch, "pow2")  # 1, 2, 4, ... and the max
     print(f"model {args.model}: raw onnxruntime sweep")
     best = max(raw_onnxruntime(model_path, shape, sizes, 2.0, ["cpu"], 0), key=lambda r: r.images_per_s)
     rate = args.rate or 0.95 * best.images_per_s

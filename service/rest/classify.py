@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
 from service.errors import BadRequest
-from service.rest.responses import JSON, check_length, receive_body
+from service.rest.responses import JSON, check_length, receive_body, server_timing
 
 MAX_FILES = 1024
 
@@ -52,7 +52,7 @@ async def classify(request: Request) -> Response:
         result = await dataplane.classify(name, version, images, top_k)
         if names is not None:
             result["filenames"] = names
-    timing = ", ".join(f"{k};dur={v:.3f}" for k, v in result["timing_ms"].items())
+    timing = server_timing(**result["timing_ms"]).decode()
     return Response(orjson.dumps(result), headers={"server-timing": timing}, media_type=JSON)
 
 

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from service import codecs
 from service.dataplane import DataPlane
-from service.rest.responses import receive_body, send_body
+from service.rest.responses import receive_body, send_body, server_timing
 
 _JSON = codecs.JSON_CONTENT_TYPE.encode()
 _BINARY = codecs.BINARY_CONTENT_TYPE.encode()
@@ -47,7 +47,7 @@ async def infer(scope: Scope, receive: Receive, send: Send) -> None:
         payload, json_length = codecs.encode_infer_response(
             result.model_name, result.model_version, result.id, result.outputs
         )
-    timing = (_SERVER_TIMING, b"queue;dur=%.3f, compute;dur=%.3f" % (result.queue_ns / 1e6, result.compute_ns / 1e6))
+    timing = (_SERVER_TIMING, server_timing(queue=result.queue_ns / 1e6, compute=result.compute_ns / 1e6))
     if json_length is None:
         await send_body(send, payload, _JSON, [timing])
     else:

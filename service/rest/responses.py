@@ -45,6 +45,11 @@ async def receive_body(receive: Receive, content_length: str | bytes | None, lim
         chunks.append(chunk)
 
 
+def server_timing(**durations_ms: float) -> bytes:
+    """A Server-Timing header value (W3C): `queue;dur=0.004, compute;dur=17.512`, in milliseconds."""
+    return ", ".join(f"{name};dur={ms:.3f}" for name, ms in durations_ms.items()).encode()
+
+
 async def send_body(send: Send, body: bytes, content_type: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
     """A complete 200 response as the two ASGI messages, headers built here (no Response object)."""
     await send(
