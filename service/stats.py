@@ -3,7 +3,6 @@ counts and cumulative nanoseconds, and per batch size the compute times of each 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ class BatchStats:
 
 
 class ModelStats:
-    """Updated on the event loop (requests) and in batch callbacks; read by /stats."""
+    """Updated and read on the event loop only (requests, batch callbacks, /stats): no lock."""
 
     def __init__(self, name: str, version: str, providers: list[str]) -> None:
         self.name = name
@@ -45,58 +44,54 @@ class ModelStats:
         self.execution_count = 0
         self.last_inference_ms = 0
         self.batches: dict[int, BatchStats] = {}
-        self._lock = threading.Lock()
 
     def request_done(self, ok: bool, duration_ns: int) -> None:
         (self.success if ok else self.fail).add(duration_ns)
 
     def request_timing(self, queue_ns: int, input_ns: int, infer_ns: int, output_ns: int, rows: int) -> None:
         """One request's share of a batch: its queue time and its batch's compute times."""
-        with self._lock:
-            self.queue.add(queue_ns)
-            self.compute_input.add(input_ns)
-            self.compute_infer.add(infer_ns)
-            self.compute_output.add(output_ns)
-            self.inference_count += rows
-            self.last_inference_ms = int(time.time() * 1000)
+        self.queue.add(queue_ns)
+        self.compute_input.add(input_ns)
+        self.compute_infer.add(infer_ns)
+        self.compute_output.add(output_ns)
+        self.inference_count += rows
+        self.last_inference_ms = int(time.time() * 1000)
 
     def batch_done(self, rows: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
-        with self._lock:
-            self.execution_count += 1
-            b = self.batches.get(rows)
-            if b is None:
-                b = self.batches[rows] = BatchStats()
-            b.compute_input.add(input_ns)
-            b.compute_infer.add(infer_ns)
-            b.compute_output.add(output_ns)
+        self.execution_count += 1
+        b = self.batches.get(rows)
+        if b is None:
+            b = self.batches[rows] = BatchStats()
+        b.compute_input.add(input_ns)
+        b.compute_infer.add(infer_ns)
+        b.compute_output.add(output_ns)
 
     def json(self) -> dict:
-        with self._lock:
-            return {
-                "name": self.name,
-                "version": self.version,
-                "last_inference": self.last_inference_ms,
-                "inference_count": self.inference_count,
-                "execution_count": self.execution_count,
-                "inference_stats": {
-                    "success": self.success.json(),
-                    "fail": self.fail.json(),
-                    "queue": self.queue.json(),
-                    "compute_input": self.compute_input.json(),
-                    "compute_infer": self.compute_infer.json(),
-                    "compute_output": self.compute_output.json(),
-                    "cache_hit": {"count": 0, "ns": 0},
-                    "cache_miss": {"count": 0, "ns": 0},
-                },
-                "batch_stats": [
-                    {
-                        "batch_size": size,
-                        "compute_input": b.compute_input.json(),
-                        "compute_infer": b.compute_infer.json(),
-                        "compute_output": b.compute_output.json(),
-                    }
-                    for size, b in sorted(self.batches.items())
-                ],
-                "memory_usage": [],
-                "providers": list(self.providers),
-            }
+        return {
+            "name": self.name,
+            "version": self.version,
+            "last_inference": self.last_inference_ms,
+            "inference_count": self.inference_count,
+            "execution_count": self.execution_count,
+            "inference_stats": {
+                "success": self.success.json(),
+                "fail": self.fail.json(),
+                "queue": self.queue.json(),
+                "compute_input": self.compute_input.json(),
+                "compute_infer": self.compute_infer.json(),
+                "compute_output": self.compute_output.json(),
+                "cache_hit": {"count": 0, "ns": 0},
+                "cache_miss": {"count": 0, "ns": 0},
+            },
+            "batch_stats": [
+                {
+                    "batch_size": size,
+                    "compute_input": b.compute_input.json(),
+                    "compute_infer": b.compute_infer.json(),
+                    "compute_output": b.compute_output.json(),
+                }
+                for size, b in sorted(self.batches.items())
+            ],
+            "memory_usage": [],
+            "providers": list(self.providers),
+        }
