@@ -269,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=int,
         default=0,
-        help="client connections for the throughput runs (default: twice the raw best batch size, 16 to 64, so "
-        "that a full batch can queue while the previous one runs)",
+        help="client connections for the throughput runs (default: twice the model's max batch size, 16 to 64, so "
+        "that a full batch can queue while the previous one runs; not the raw sweep's best batch, which on a "
+        "shared machine varies from run to run)",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scenario (after a warm-up)")
     p.add_argument(
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(raw, key=lambda r: r.images_per_s)
     raw_b1 = next(r for r in raw if r.batch == 1)
 
-    concurrency = args.concurrency or min(64, max(16, 2 * best.batch))
+    concurrency = args.concurrency or min(64, max(16, 2 * max_batch))
     host = "127.0.0.1"
     port, bare_port, floor_port = free_port(), free_port(), free_port()
     env = dict(
