@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 import pytest
 import uvicorn
@@ -77,14 +76,6 @@ async def _echo_length(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _answer_then_block(scope, receive, send) -> None:
-    """Answers at once, then holds the event loop (an epilogue that takes long)."""
-    if scope["type"] != "http":
-        return
-    await _echo_length(scope, receive, send)
-    time.sleep(1.0)
-
-
 async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.lower().split(b"\r\n")
@@ -94,13 +85,13 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 @pytest.fixture
 def serve():
-    """serve(client) runs `client(port)` against a uvicorn with HttpProtocol serving `app` (_echo_length)."""
+    """serve(client) runs `client(port)` against a uvicorn with HttpProtocol serving _echo_length."""
 
-    def run(client, app=_echo_length) -> None:
+    def run(client) -> None:
         async def main() -> None:
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
-            config = uvicorn.Config(app, http=HttpProtocol, lifespan="off", log_level="warning")
+            config = uvicorn.Config(_echo_length, http=HttpProtocol, lifespan="off", log_level="warning")
             server = uvicorn.Server(config)
             task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started:
@@ -146,21 +137,3 @@ def test_connection_close_answers_then_closes(serve):
         writer.close()
 
     serve(client)
-
-
-def test_a_complete_response_is_sent_before_the_handler_returns(serve):
-    def blocking_client(port: int) -> float:
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.settimeout(10)
-            started = time.perf_counter()
-            sock.sendall(_post(4))
-            answer = b""
-            while not answer.endswith(b"\r\n\r\n4"):
-                answer += sock.recv(4096)
-            return time.perf_counter() - started
-
-    async def client(port: int) -> None:
-        # The app holds the loop for 1 s after its last send: the answer must not wait for that.
-        assert await asyncio.to_thread(blocking_client, port) < 0.5
-
-    serve(client, app=_answer_then_block)
