@@ -38,6 +38,8 @@ class LoadResult:
     compute_s: np.ndarray | None = None
     """Per request, beside latencies_s: the compute the server reported in its Server-Timing header
     (`compute;dur=<ms>`), NaN where it gave none."""
+    concurrency: int = 0
+    """Connections kept busy (a closed loop), 0 if unknown."""
 
     def added_ms(self) -> np.ndarray:
         """Per request: its latency less the compute its server reported, in milliseconds."""
@@ -45,8 +47,22 @@ class LoadResult:
         return (self.latencies_s - compute) * 1e3
 
     @property
-    def rps(self) -> float:
+    def counted_rps(self) -> float:
+        """Successful answers counted in the window, per second. Where answers come in bursts (a batch of
+        32 finishing at once every half second), this is quantised by whole batches: a window of five
+        batches counts four or six of them, so +-20% from one window to the next."""
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def rps(self) -> float:
+        """Successful requests per second. In a closed loop each connection sends its next request the
+        moment an answer is in, so its cycle is the latency, and by Little's law the rate is connections /
+        mean latency (times the share answered 200): a rate over whole cycles, which bursts do not
+        quantise. Counted in the window otherwise."""
+        n = len(self.latencies_s)
+        if not self.concurrency or not n:
+            return self.counted_rps
+        return self.concurrency / float(np.mean(self.latencies_s)) * self.requests / n
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q) * 1e3) if len(self.latencies_s) else float("nan")
@@ -179,4 +195,5 @@ async def run_load(
         client_cpu=(cpu1 - cpu0) / (wall1 - wall0),
         statuses=dict(run.statuses),
         compute_s=np.asarray(run.computes),
+        concurrency=concurrency,
     )

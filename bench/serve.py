@@ -22,6 +22,9 @@
 
 Printed: requests/s, images/s, p50/p95/p99 latency, mean batch size (from /stats), server and client CPU
 (cores), and the ratios HTTP / raw, JSON infer / bare FastAPI, and the latency HTTP adds at batch 1.
+Requests/s is connections / mean latency (Little's law for a closed loop, `LoadResult.rps`): a batching
+server answers in bursts, a batch of 32 every half second for resnet18, and a count of answers in a window
+of a few seconds is quantised by whole batches (each round's count is printed beside it).
 The load generator runs on the same machine: its CPU is reported, as it competes with the server.
 """
 
@@ -227,7 +230,8 @@ def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=Non
         compute_ms = (infer_a["ns"] - infer_b["ns"]) / count / 1e6 if count else None
     row = Row(name, concurrency, result, server_cpu, mean_batch, compute_ms)
     print(
-        f"  {name:<22} c={concurrency:<3d} {result.rps:9.1f} req/s  p50 {result.percentile_ms(50):8.2f} ms  "
+        f"  {name:<22} c={concurrency:<3d} {result.rps:9.1f} req/s ({result.counted_rps:.1f} counted)  "
+        f"p50 {result.percentile_ms(50):8.2f} ms  "
         f"p99 {result.percentile_ms(99):8.2f} ms  errors {result.errors}  statuses {result.statuses}",
         flush=True,
     )
@@ -250,6 +254,7 @@ def merge(rows: list[Row]) -> Row:
         client_cpu=sum(r.client_cpu * r.seconds for r in results) / seconds,
         statuses=statuses,
         compute_s=np.concatenate([r.compute_s for r in results]),
+        concurrency=rows[0].concurrency,
     )
     batches = [r.mean_batch for r in rows if r.mean_batch]
     return Row(
@@ -504,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                             "scenario": r.scenario,
                             "concurrency": r.concurrency,
                             "rps": r.result.rps,
+                            "counted_rps": r.result.counted_rps,
                             "p50_ms": r.result.percentile_ms(50),
                             "p95_ms": r.result.percentile_ms(95),
                             "p99_ms": r.result.percentile_ms(99),
