@@ -214,10 +214,11 @@ class Row:
     """Mean onnxruntime run per request in the server during the scenario (its /stats compute_infer)."""
 
 
-def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=None) -> Row:
+def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=None, warmup=None) -> Row:
     before = get_json(stats_url)["model_stats"][0] if stats_url else None
     cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-    result = asyncio.run(run_load(host, port, requests, concurrency, seconds, warmup=min(2.0, seconds / 4)))
+    warmup = min(2.0, seconds / 4) if warmup is None else warmup
+    result = asyncio.run(run_load(host, port, requests, concurrency, seconds, warmup=warmup))
     server_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
     mean_batch = compute_ms = None
     if stats_url:
@@ -274,9 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=int,
         default=0,
-        help="client connections for the throughput runs (default: twice the model's max batch size, 16 to 64, so "
-        "that a full batch can queue while the previous one runs; not the raw sweep's best batch, which on a "
-        "shared machine varies from run to run)",
+        help="client connections for the throughput runs (default: twice the raw best batch size, 16 to 64, so "
+        "that a full batch can queue while the previous one runs)",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scenario (after a warm-up)")
     p.add_argument(
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(raw, key=lambda r: r.images_per_s)
     raw_b1 = next(r for r in raw if r.batch == 1)
 
-    concurrency = args.concurrency or min(64, max(16, 2 * max_batch))
+    concurrency = args.concurrency or min(64, max(16, 2 * best.batch))
     host = "127.0.0.1"
     port, bare_port, floor_port = free_port(), free_port(), free_port()
     env = dict(
@@ -361,35 +361,40 @@ def main(argv: list[str] | None = None) -> int:
         json_reqs = [http_request(infer_path, b) for b in json_bodies]
         images = [sample_image(manifest, i) for i in range(8)]
         classify = [http_request(f"/v2/models/{args.model}/classify?top_k=5", b, ct) for b, ct in images]
-        # Long enough for at least ~15 full batches, or the count of finished batches decides the number.
-        n, secs = concurrency, max(args.seconds, 15 * best.p50_ms / 1e3)
+        # Requests/s is connections / mean latency, which needs the steady state: a warm-up of two cycles
+        # (a cycle is at least n requests at the raw rate), and windows of several cycles.
+        n = concurrency
+        cycle = n / best.images_per_s
+        warm = max(2.0, 2 * cycle)
+        secs = max(args.seconds, 15 * best.p50_ms / 1e3, 4 * cycle)
         print(f"service (pid {server.pid}), {n} connections, {secs:g} s per scenario:")
         if "binary" not in skip:
             # Alternating with the raw run at the best batch size (the sweep's run is the first), so that the
             # machine's drift falls on both alike; the ratio is the median of the rounds' ratios.
-            part = max(secs / args.rounds, 10 * best.p50_ms / 1e3)
+            part = max(secs / args.rounds, 10 * best.p50_ms / 1e3, 4 * cycle)
             binary_rounds = []
             for i in range(args.rounds):
                 if i:
                     time.sleep(0.5)  # let the server's onnxruntime workers stop spinning
                     raw_rounds.append(raw_onnxruntime(model_path, sample_shape, [best.batch], *raw_args)[0])
-                binary_rounds.append(measure("infer binary", host, port, server.pid, binary, n, part, stats_url))
+                binary_rounds.append(measure("infer binary", host, port, server.pid, binary, n, part, stats_url, warm))
                 binary_ratios.append(binary_rounds[-1].result.rps / raw_rounds[-1].images_per_s)
             rows.append(merge(binary_rounds))
         if "json" not in skip and bare is None:
-            rows.append(measure("infer JSON", host, port, server.pid, json_reqs, n, secs, stats_url))
+            rows.append(measure("infer JSON", host, port, server.pid, json_reqs, n, secs, stats_url, warm))
         elif "json" not in skip:
             wait_ready(bare, f"http://{host}:{bare_port}/v2/health/ready", timeout=60)
             bare_reqs = [http_request(infer_path, b) for b in json_bodies]
             json_rounds, bare_rounds = [], []
             for _ in range(args.rounds):
                 part = secs / args.rounds
-                json_rounds.append(measure("infer JSON", host, port, server.pid, json_reqs, n, part, stats_url))
-                bare_rounds.append(measure("bare FastAPI (JSON)", host, bare_port, bare.pid, bare_reqs, n, part))
+                json_rounds.append(measure("infer JSON", host, port, server.pid, json_reqs, n, part, stats_url, warm))
+                bare_row = measure("bare FastAPI (JSON)", host, bare_port, bare.pid, bare_reqs, n, part, None, warm)
+                bare_rounds.append(bare_row)
                 round_ratios.append(json_rounds[-1].result.rps / max(1e-9, bare_rounds[-1].result.rps))
             rows += [merge(json_rounds), merge(bare_rounds)]
         if "classify" not in skip:
-            rows.append(measure("classify", host, port, server.pid, classify, n, secs, stats_url))
+            rows.append(measure("classify", host, port, server.pid, classify, n, secs, stats_url, warm))
         if "latency" not in skip:
             rows.append(measure("infer binary (latency)", host, port, server.pid, binary, 1, secs, stats_url))
             # The floor, twice: answering at once (moving the bytes), and running the model once per request in
