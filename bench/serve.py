@@ -21,7 +21,9 @@
    the run falls on both alike; the ratio is the median of the rounds' ratios.
 
 Printed: requests/s, images/s, p50/p95/p99 latency, mean batch size (from /stats), server and client CPU
-(cores), and the ratios HTTP / raw, JSON infer / bare FastAPI, and the latency HTTP adds at batch 1.
+(cores), the share of the time the server's event loop ran and the share it was ready but waited for a CPU
+(Linux schedstat: on 2 cores, onnxruntime's spinning pool worker and the client take it), and the ratios
+HTTP / raw, JSON infer / bare FastAPI, and the latency HTTP adds at batch 1.
 Requests/s is connections / mean latency (Little's law for a closed loop, `LoadResult.rps`): a batching
 server answers in bursts, a batch of 32 every half second for resnet18, and a count of answers in a window
 of a few seconds is quantised by whole batches (each round's count is printed beside it).
@@ -93,6 +95,16 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def loop_schedstat(pid: int) -> tuple[float, float]:
+    """Seconds the process's main thread (the server's event loop) has been on a CPU, and has waited on a run
+    queue while ready to run (Linux schedstat; zeros where it is not available)."""
+    try:
+        on_cpu, waiting = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -212,14 +224,21 @@ class Row:
     mean_batch: float | None
     compute_ms: float | None = None
     """Mean onnxruntime run per request in the server during the scenario (its /stats compute_infer)."""
+    loop_run: float = 0.0
+    """Share of the scenario's time the server's event loop was on a CPU."""
+    loop_wait: float = 0.0
+    """Share of the scenario's time the server's event loop was ready to run but waited for a CPU: taken by
+    other threads (onnxruntime's, the client's), not by the loop's own work."""
 
 
 def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=None, warmup=None) -> Row:
     before = get_json(stats_url)["model_stats"][0] if stats_url else None
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    cpu0, (run0, wait0), t0 = cpu_seconds(pid), loop_schedstat(pid), time.perf_counter()
     warmup = min(2.0, seconds / 4) if warmup is None else warmup
     result = asyncio.run(run_load(host, port, requests, concurrency, seconds, warmup=warmup))
-    server_cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    server_cpu = (cpu_seconds(pid) - cpu0) / wall
+    run1, wait1 = loop_schedstat(pid)
     mean_batch = compute_ms = None
     if stats_url:
         after = get_json(stats_url)["model_stats"][0]
@@ -229,11 +248,14 @@ def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=Non
         infer_a, infer_b = after["inference_stats"]["compute_infer"], before["inference_stats"]["compute_infer"]
         count = infer_a["count"] - infer_b["count"]
         compute_ms = (infer_a["ns"] - infer_b["ns"]) / count / 1e6 if count else None
-    row = Row(name, concurrency, result, server_cpu, mean_batch, compute_ms)
+    row = Row(
+        name, concurrency, result, server_cpu, mean_batch, compute_ms, (run1 - run0) / wall, (wait1 - wait0) / wall
+    )
     print(
         f"  {name:<22} c={concurrency:<3d} {result.rps:9.1f} req/s ({result.counted_rps:.1f} counted)  "
         f"p50 {result.percentile_ms(50):8.2f} ms  "
-        f"p99 {result.percentile_ms(99):8.2f} ms  errors {result.errors}  statuses {result.statuses}",
+        f"p99 {result.percentile_ms(99):8.2f} ms  errors {result.errors}  statuses {result.statuses}  "
+        f"loop on CPU {row.loop_run:.2f}, waiting for one {row.loop_wait:.2f}",
         flush=True,
     )
     return row
@@ -264,6 +286,8 @@ def merge(rows: list[Row]) -> Row:
         merged,
         sum(r.server_cpu * r.result.seconds for r in rows) / seconds,
         sum(batches) / len(batches) if batches else None,
+        loop_run=sum(r.loop_run * r.result.seconds for r in rows) / seconds,
+        loop_wait=sum(r.loop_wait * r.result.seconds for r in rows) / seconds,
     )
 
 
@@ -425,13 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"| {'scenario':<22} | conc | {'req/s':>8} | {'images/s':>8} | {'p50 ms':>8} | {'p95 ms':>8} | {'p99 ms':>8} | "
-        f"batch | srv CPU | cli CPU |"
+        f"batch | srv CPU | cli CPU | loop run | loop wait |"
     )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     print(
         f"| {'raw onnxruntime':<22} | {'-':>4} | {'-':>8} | {baseline:8.1f} | {best.p50_ms:8.2f} | {'-':>8} | "
-        f"{'-':>8} | {best.batch:5d} | {best.cpu:7.2f} | {'-':>7} |"
+        f"{'-':>8} | {best.batch:5d} | {best.cpu:7.2f} | {'-':>7} | {'-':>8} | {'-':>9} |"
     )
     for r in rows:
         res = r.result
@@ -440,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r.scenario:<22} | {r.concurrency:4d} | {res.rps:8.1f} | {res.rps:8.1f} | "
             f"{res.percentile_ms(50):8.2f} | "
             f"{res.percentile_ms(95):8.2f} | {res.percentile_ms(99):8.2f} | {batch} | {r.server_cpu:7.2f} | "
-            f"{res.client_cpu:7.2f} |"
+            f"{res.client_cpu:7.2f} | {r.loop_run:8.2f} | {r.loop_wait:9.2f} |"
         )
     by = {r.scenario: r for r in rows}
     ratios = {}
@@ -523,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                             "server_cpu": r.server_cpu,
                             "client_cpu": r.result.client_cpu,
                             "compute_ms": r.compute_ms,
+                            "loop_run": r.loop_run,
+                            "loop_wait": r.loop_wait,
                         }
                         for r in rows
                     ],
