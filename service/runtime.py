@@ -9,10 +9,14 @@
 - Optionally (ZOOSERVE_THREADS_IDLE_PRIORITY), the pool's worker threads run at the lowest CPU priority
   (Linux SCHED_IDLE). onnxruntime's workers spin-wait between runs, and its Python API cannot turn that
   off for the global pool; at normal priority a spinning worker takes its share of a core from the event
-  loop. Idle-priority workers give way at once to the event loop, but also to every other thread, so a
-  large model loses some intra-op parallelism while requests are being read. Measured on 2 cores:
-  resnet18 binary infer 0.947 of raw with it, 0.989 without; lenet5_digits JSON infer about the same
-  either way once each model had its own batch thread. Off by default.
+  loop. Measured on 2 cores, lenet5_digits JSON infer at 64 connections: 1.02-1.16x the bare FastAPI
+  endpoint with it, 0.93-1.09x without (4 alternating rounds each), the event loop waiting for a CPU 0.04
+  of the time against 0.19-0.26; resnet18 binary infer 0.963 of raw with it, 0.962 without. Off by
+  default all the same, because it is unsafe beside any other busy process: the thread that calls `run`
+  spin-waits for a worker that has taken a share of the work, and an idle-priority worker gets no CPU
+  back while a normal-priority thread keeps one busy. resnet18 at batch 1 beside one busy-looping
+  process: p99 4,153 ms, worst 5,522 ms with it; p99 65-71 ms, worst 68-73 ms without (nice 5, 10, 19: p99
+  81, 109, 562 ms).
 - Session creation is not guaranteed thread-safe: the data plane creates sessions one at a time.
 - glibc's allocator is told to keep freed memory (ZOOSERVE_MALLOC_KEEP_MB): see tune_allocator.
 """
@@ -154,6 +158,11 @@ def init_global_thread_pool(threads: int = 0, idle_priority: bool = False) -> in
             ort.set_global_thread_pool_sizes(wanted, 1)  # creates onnxruntime's environment and its pools
             workers = _threads() - before if before else set()
             lowered = _idle_priority(workers) if idle_priority else 0
+            if lowered:
+                log.warning(
+                    "onnxruntime pool workers at idle priority: runs may stall for seconds while another "
+                    "process keeps the CPUs busy (see service/runtime.py)"
+                )
             _pool_threads = wanted
             log.info(
                 "onnxruntime global thread pool: %d intra-op threads (%d worker threads at idle priority)",

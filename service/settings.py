@@ -58,8 +58,9 @@ class Settings(BaseSettings):
 
     threads_idle_priority: bool = False
     """Run the intra-op pool's worker threads at idle CPU priority (Linux SCHED_IDLE): their spin-waiting
-    between runs then never takes CPU from the event loop, but a large model also loses parallelism while
-    requests are read. Worth trying for stores of tiny models on few cores."""
+    between runs then never takes CPU from the event loop (tiny models on few cores serve more requests/s),
+    but a run can stall for seconds while another process keeps the CPUs busy (see service/runtime.py).
+    Only for a machine or container the service has to itself."""
 
     gil_switch_interval_us: int = Field(200, ge=0)
     """Python's GIL switch interval in microseconds (0: leave Python's 5 ms): how long a thread that finished

@@ -97,9 +97,11 @@ def test_warmup_sizes():
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
 @pytest.mark.parametrize("idle", [True, False])
 def test_pool_workers_run_at_idle_priority(idle):
-    """The pool's worker threads (not the caller) are SCHED_IDLE, unless turned off; a fresh process each."""
+    """The pool's worker threads (not the caller) are SCHED_IDLE, unless turned off, with a warning of the
+    stalls that risks; a fresh process each."""
     code = f"""
-import os, threading
+import logging, os, threading
+logging.basicConfig(level=logging.WARNING)
 from service import runtime
 before = {{int(t) for t in os.listdir("/proc/self/task")}}
 runtime.init_global_thread_pool(3, idle_priority={idle})
@@ -112,6 +114,7 @@ print(len(new), sum(os.sched_getscheduler(t) == os.SCHED_IDLE for t in new),
     assert int(workers) == 2  # a pool of 3 is the calling thread and 2 workers
     assert int(idle_workers) == (2 if idle else 0)
     assert caller_idle == "False"
+    assert ("may stall" in out.stderr) == idle
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
