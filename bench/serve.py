@@ -23,7 +23,8 @@
 Printed: requests/s, images/s, p50/p95/p99 latency, mean batch size (from /stats), server and client CPU
 (cores), the share of the time the server's event loop ran and the share it was ready but waited for a CPU
 (Linux schedstat: on 2 cores, onnxruntime's spinning pool worker and the client take it), and the ratios
-HTTP / raw, JSON infer / bare FastAPI, and the latency HTTP adds at batch 1.
+HTTP / raw, JSON infer / bare FastAPI (also per second the event loop ran: what a request costs the loop,
+whatever CPU the other threads leave it), and the latency HTTP adds at batch 1.
 Requests/s is connections / mean latency (Little's law for a closed loop, `LoadResult.rps`): a batching
 server answers in bursts, a batch of 32 every half second for resnet18, and a count of answers in a window
 of a few seconds is quantised by whole batches (each round's count is printed beside it).
@@ -474,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
         ratios["classify / raw"] = by["classify"].result.rps / baseline
     if round_ratios:
         ratios["infer JSON / bare FastAPI (req/s, median of rounds)"] = float(np.median(round_ratios))
+    if round_ratios and by["infer JSON"].loop_run > 0 and by["bare FastAPI (JSON)"].loop_run > 0:
+        # What each request costs the event loop, whatever CPU the other threads left it: requests per second
+        # of the loop on a CPU (Linux schedstat), the service's against the bare endpoint's.
+        json_row, bare_row = by["infer JSON"], by["bare FastAPI (JSON)"]
+        ratios["infer JSON / bare FastAPI, per second the event loop ran"] = (
+            json_row.result.rps / json_row.loop_run / (bare_row.result.rps / bare_row.loop_run)
+        )
     if "infer JSON" in by:
         ratios["infer JSON / raw"] = by["infer JSON"].result.rps / baseline
     # On a shared machine the CPU each process gets varies: images per CPU-second of the server process (event
