@@ -48,12 +48,14 @@ _runner = ThreadPoolExecutor(1, thread_name_prefix="run")
 _run_model = None  # with --run-model: runs the model once, returns the nanoseconds it took
 
 
-def _model_runner(path: str):
+def model_runner(path: str | Path, idle_priority: bool = False):
+    """The model at batch 1 (zeros) with the service's session settings: a function that runs it once and
+    returns the nanoseconds it took (bench/contention.py times its runs with it too)."""
     import numpy as np
 
     from service.runtime import create_session, init_global_thread_pool, plan_providers
 
-    init_global_thread_pool(0)
+    init_global_thread_pool(0, idle_priority)
     session = create_session(Path(path), plan_providers(["cpu"]))
     spec = session.get_inputs()[0]
     feed = {spec.name: np.zeros((1, *spec.shape[1:]), np.float32)}
@@ -104,7 +106,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     if args.run_model:
-        _run_model = _model_runner(args.run_model)
+        _run_model = model_runner(args.run_model)
     if args.server == "service":
         tune_allocator(Settings().malloc_keep_mb)
     uvicorn.run(

@@ -30,21 +30,16 @@ BUSY_LOOP = "while True: pass"
 
 def runs_ms(model_path: Path, seconds: float, idle_priority: bool) -> np.ndarray:
     """In this process: the model at batch 1, run for `seconds`; each run's time in ms."""
-    from service.runtime import create_session, init_global_thread_pool, plan_providers
+    from bench.bare_app import model_runner
 
-    init_global_thread_pool(0, idle_priority)
-    session = create_session(model_path, plan_providers(["cpu"]))
-    spec = session.get_inputs()[0]
-    feed = {spec.name: np.random.default_rng(0).standard_normal((1, *spec.shape[1:]), dtype=np.float32)}
-    for _ in range(3):
-        session.run(None, feed)
+    run = model_runner(model_path, idle_priority)
+    for _ in range(2):
+        run()
     times = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return np.asarray(times) * 1e3
+        times.append(run())
+    return np.asarray(times) / 1e6
 
 
 def measure(model_path: Path, seconds: float, idle_priority: bool, busy: bool) -> np.ndarray:
