@@ -232,6 +232,15 @@ class Row:
     other threads (onnxruntime's, the client's), not by the loop's own work."""
 
 
+def default_concurrency(best_batch: int) -> int:
+    """Connections for the throughput runs: twice the batch size raw onnxruntime runs fastest at, so that a
+    batch that size can queue while the previous one runs (16 at least, 128 at most).
+
+    With fewer, the server cannot form the batches its model runs best at: lenet5_digits (raw best at 64)
+    ran batches of 23 at 64 connections and of 44 at 128 (docs/benchmarks.md)."""
+    return min(128, max(16, 2 * best_batch))
+
+
 def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=None, warmup=None) -> Row:
     before = get_json(stats_url)["model_stats"][0] if stats_url else None
     cpu0, (run0, wait0), t0 = cpu_seconds(pid), loop_schedstat(pid), time.perf_counter()
@@ -300,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=int,
         default=0,
-        help="client connections for the throughput runs (default: twice the raw best batch size, 16 to 64, so "
+        help="client connections for the throughput runs (default: twice the raw best batch size, 16 to 128, so "
         "that a full batch can queue while the previous one runs)",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scenario (after a warm-up)")
@@ -350,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(raw, key=lambda r: r.images_per_s)
     raw_b1 = next(r for r in raw if r.batch == 1)
 
-    concurrency = args.concurrency or min(64, max(16, 2 * best.batch))
+    concurrency = args.concurrency or default_concurrency(best.batch)
     host = "127.0.0.1"
     port, bare_port, floor_port = free_port(), free_port(), free_port()
     env = dict(

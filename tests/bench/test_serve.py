@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from bench.serve import loop_schedstat
+from bench.serve import default_concurrency, loop_schedstat
 
 
 def test_loop_schedstat_counts_the_main_threads_time_on_a_cpu():
@@ -25,3 +25,10 @@ def test_loop_schedstat_counts_the_main_threads_time_on_a_cpu():
 
 def test_loop_schedstat_of_a_process_that_is_gone_is_zero():
     assert loop_schedstat(2**22 + 12345) == (0.0, 0.0)
+
+
+def test_default_concurrency_lets_a_best_size_batch_queue_behind_the_running_one():
+    assert default_concurrency(16) == 32  # resnet18
+    assert default_concurrency(64) == 128  # lenet5_digits
+    assert default_concurrency(1) == 16
+    assert default_concurrency(128) == 128  # where the bare FastAPI endpoint peaks (docs/benchmarks.md)
