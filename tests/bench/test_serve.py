@@ -1,4 +1,4 @@
-"""bench/serve.py's reading of how the server's event loop spent a scenario."""
+"""bench/serve.py: how it reads the server's event loop, and the load it picks by default."""
 
 from __future__ import annotations
 
