@@ -7,14 +7,15 @@ the body. bench/serve.py uses it for the HTTP floor of the batch-1 latency. With
 also runs the model once per request (batch 1, zeros, in a thread, with the service's session settings)
 before it answers, and reports the run in a Server-Timing header as the service reports its compute: the
 least any server around onnxruntime does. After a run of some milliseconds the caches are cold and the
-threads wake from idle, and every server pays for that.
+threads wake from idle, and every server pays for that. With --sleep-ms instead, the thread only sleeps
+that long: the idle gap alone, without the run's work.
 
 The FastAPI endpoint runs on stock uvicorn (httptools, glibc's allocator defaults): the framework as it
 comes. With --server service, either app runs in the service's process configuration instead: its HTTP
 protocol (service/rest/protocol.py) and its allocator tuning (ZOOSERVE_MALLOC_KEEP_MB), so that only the
 request handling differs; bench/serve.py runs the HTTP floors that way.
 
-    python bench/bare_app.py --port 8001 [--server service] [--asgi [--run-model model_store/resnet18/1/model.onnx]]
+    python bench/bare_app.py --port 8001 [--server service] [--asgi [--run-model model.onnx | --sleep-ms 17]]
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ def model_runner(path: str | Path, idle_priority: bool = False):
     return run
 
 
+def sleeper(ms: float):
+    """A stand-in for the run that only sleeps: what the idle gap alone costs the request around it."""
+
+    def run() -> int:
+        t0 = time.perf_counter_ns()
+        time.sleep(ms / 1e3)
+        return time.perf_counter_ns() - t0
+
+    return run
+
+
 async def asgi_app(scope, receive, send) -> None:
     """Reads the whole body of any request and answers the constant (no framework); with a model, after
     running it once in a thread, as the service runs a batch in the model's batch thread."""
@@ -99,6 +111,12 @@ if __name__ == "__main__":
     parser.add_argument("--asgi", action="store_true", help="serve the plain ASGI function instead of FastAPI")
     parser.add_argument("--run-model", help="with --asgi: an ONNX file to run once per request before answering")
     parser.add_argument(
+        "--sleep-ms",
+        type=float,
+        help="with --asgi: sleep this long per request in the thread instead of running a model (an idle gap "
+        "as long as the run, without the run's work)",
+    )
+    parser.add_argument(
         "--server",
         choices=["stock", "service"],
         default="stock",
@@ -107,6 +125,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.run_model:
         _run_model = model_runner(args.run_model)
+    elif args.sleep_ms is not None:
+        _run_model = sleeper(args.sleep_ms)
     if args.server == "service":
         tune_allocator(Settings().malloc_keep_mb)
     uvicorn.run(

@@ -12,8 +12,9 @@
    (an encoded image as the body); then one connection: the latency HTTP, queueing and serialisation add at
    batch 1, per request its latency less the compute the service reports for it (Server-Timing), at p50;
    beside the HTTP floor: the same request to a plain ASGI app in the same server configuration
-   (bench/bare_app.py --asgi), answering at once, then running the model once per request in a thread
-   first: after a run the caches are cold and threads wake from idle, which any server pays.
+   (bench/bare_app.py --asgi), answering at once; sleeping in a thread as long as the model's batch-1 run
+   first (threads waking from an idle gap); running the model once per request in a thread first (the
+   gap, and caches the run has emptied), which any server around onnxruntime pays.
 3. a bare FastAPI endpoint (bench/bare_app.py) that only reads the same JSON body and returns a constant,
    on stock uvicorn: the framework's own ceiling, to compare JSON infer requests/s with (--bare-server
    service: on the service's HTTP protocol and allocator tuning instead). Both servers are up together and
@@ -431,11 +432,17 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure("classify", host, port, server.pid, classify, n, secs, stats_url, warm))
         if "latency" not in skip:
             rows.append(measure("infer binary (latency)", host, port, server.pid, binary, 1, secs, stats_url))
-            # The floor, twice: answering at once (moving the bytes), and running the model once per request in
-            # a thread first (the least a server around onnxruntime does).
-            for label, extra in (("HTTP floor (latency)", []), ("HTTP floor + run (latency)", ["--run-model"])):
+            # The floor, three times: answering at once (moving the bytes); sleeping in a thread as long as the
+            # run takes first (the idle gap alone); running the model once per request in a thread first (the
+            # least a server around onnxruntime does).
+            floors_cmds = (
+                ("HTTP floor (latency)", []),
+                ("HTTP floor + idle (latency)", ["--sleep-ms", f"{raw_b1.p50_ms:.3f}"]),
+                ("HTTP floor + run (latency)", ["--run-model", str(model_path)]),
+            )
+            for label, extra in floors_cmds:
                 floor_cmd = [*bare_cmd, "--server", "service", "--asgi", "--port", str(floor_port), *extra]
-                floor = subprocess.Popen([*floor_cmd, str(model_path)] if extra else floor_cmd, cwd=ROOT)
+                floor = subprocess.Popen(floor_cmd, cwd=ROOT)
                 try:
                     wait_ready(floor, f"http://{host}:{floor_port}/v2/health/ready", timeout=60)
                     rows.append(measure(label, host, floor_port, floor.pid, binary, 1, secs))
@@ -533,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  the HTTP floor: a plain ASGI app on the same uvicorn reads the same {len(binary[0]):,}-byte "
                 f"request and answers a constant in {floors['instant']:.3f} ms (p50)"
+            )
+        if "HTTP floor + idle (latency)" in by:
+            floors["idle"] = float(np.nanpercentile(by["HTTP floor + idle (latency)"].result.added_ms(), 50))
+            print(
+                f"  the same app sleeping {raw_b1.p50_ms:.3f} ms per request in a thread (an idle gap as long as the "
+                f"run) before answering adds {floors['idle']:.3f} ms (p50) beyond the sleep"
             )
         if "HTTP floor + run (latency)" in by:
             floors["run"] = float(np.nanpercentile(by["HTTP floor + run (latency)"].result.added_ms(), 50))
