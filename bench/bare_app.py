@@ -46,7 +46,7 @@ async def ready() -> dict:
 
 _CONSTANT = b'{"model_name":"m","model_version":"1","outputs":[]}'
 _runner = ThreadPoolExecutor(1, thread_name_prefix="run")
-_run_model = None  # with --run-model: runs the model once, returns the nanoseconds it took
+_run_model = None  # with --run-model (or --sleep-ms): runs the model once (or sleeps), returns the nanoseconds it took
 
 
 def model_runner(path: str | Path, idle_priority: bool = False):

@@ -31,4 +31,4 @@ def test_default_concurrency_lets_a_best_size_batch_queue_behind_the_running_one
     assert default_concurrency(16) == 32  # resnet18
     assert default_concurrency(64) == 128  # lenet5_digits
     assert default_concurrency(1) == 16
-    assert default_concurrency(128) == 128  # where the bare FastAPI endpoint peaks (docs/benchmarks.md)
+    assert default_concurrency(128) == 128  # the cap: at 256 the bare FastAPI endpoint slowed down (docs/benchmarks.md)
