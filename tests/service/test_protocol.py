@@ -1,10 +1,13 @@
-"""The service's HTTP protocol: a response's writes reach the socket as one, and HTTP/1.1 still behaves
-(keep-alive, pipelining, Connection: close, large bodies) over a real uvicorn server."""
+"""The service's HTTP protocol: a response's writes reach the socket as one, body chunks reach the app
+uncopied, and HTTP/1.1 still behaves (keep-alive, pipelining, Connection: close, large bodies) over a real
+uvicorn server."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
+from types import SimpleNamespace
 
 import pytest
 import uvicorn
@@ -62,16 +65,55 @@ def test_close_hands_over_what_is_held_first():
     asyncio.run(scenario())
 
 
+class _Flow:
+    def __init__(self) -> None:
+        self.paused = 0
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+
+def _protocol_with_cycle() -> tuple[HttpProtocol, SimpleNamespace]:
+    """An HttpProtocol with only what on_body touches: a parser, flow control and a request cycle as uvicorn
+    makes it (an empty bytearray for the body)."""
+    protocol = HttpProtocol.__new__(HttpProtocol)
+    protocol.parser = SimpleNamespace(should_upgrade=lambda: False)
+    protocol.flow = _Flow()
+    cycle = SimpleNamespace(body=bytearray(), response_complete=False, message_event=asyncio.Event())
+    protocol.cycle = cycle
+    return protocol, cycle
+
+
+def test_a_body_chunk_read_before_the_next_reaches_the_app_uncopied():
+    protocol, cycle = _protocol_with_cycle()
+    chunk = b"x" * 256_000
+    protocol.on_body(chunk)
+    assert cycle.body is chunk and bytes(cycle.body) is chunk  # what uvicorn's receive sends
+    assert cycle.message_event.is_set() and protocol.flow.paused == 1  # above the high-water mark
+
+
+def test_chunks_that_pile_up_are_joined_in_order():
+    protocol, cycle = _protocol_with_cycle()
+    for part in (b"ab", b"cd", b"ef"):
+        protocol.on_body(part)
+    assert bytes(cycle.body) == b"abcdef" and protocol.flow.paused == 0
+    cycle.response_complete = True  # uvicorn drops a body that arrives after the response
+    protocol.on_body(b"gh")
+    assert bytes(cycle.body) == b"abcdef"
+
+
 async def _echo_length(scope, receive, send) -> None:
-    """Answers each request with the size of its body."""
+    """Answers each request with the size of its body and its SHA-256."""
     if scope["type"] != "http":
         return
-    size, more = 0, True
+    size, more, digest = 0, True, hashlib.sha256()
     while more:
         message = await receive()
-        size += len(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        digest.update(chunk)
         more = message.get("more_body", False)
-    body = b"%d" % size
+    body = b"%d %s" % (size, digest.hexdigest().encode())
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
     await send({"type": "http.response.body", "body": body})
 
@@ -107,9 +149,17 @@ def serve():
     return run
 
 
+def _content(size: int) -> bytes:
+    return bytes(i * 7 % 251 for i in range(251)) * (size // 251) + b"z" * (size % 251)
+
+
+def _answer(size: int) -> bytes:
+    return b"%d %s" % (size, hashlib.sha256(_content(size)).hexdigest().encode())
+
+
 def _post(size: int, close: bool = False) -> bytes:
     extra = b"Connection: close\r\n" if close else b""
-    return b"POST / HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n\r\n" % (extra, size) + b"x" * size
+    return b"POST / HTTP/1.1\r\nHost: t\r\n%sContent-Length: %d\r\n\r\n" % (extra, size) + _content(size)
 
 
 def test_keep_alive_pipelining_and_large_bodies(serve):
@@ -119,9 +169,9 @@ def test_keep_alive_pipelining_and_large_bodies(serve):
         writer.write(b"".join(_post(n) for n in sizes))  # pipelined: all before any answer
         for n in sizes:
             head, body = await _read_response(reader)
-            assert head.startswith(b"HTTP/1.1 200 OK") and body == b"%d" % n
+            assert head.startswith(b"HTTP/1.1 200 OK") and body == _answer(n)
         writer.write(_post(5))  # the connection is still open
-        assert (await _read_response(reader))[1] == b"5"
+        assert (await _read_response(reader))[1] == _answer(5)
         writer.close()
 
     serve(client)
@@ -132,7 +182,7 @@ def test_connection_close_answers_then_closes(serve):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(_post(3, close=True))
         head, body = await _read_response(reader)
-        assert b"connection: close" in head.lower() and body == b"3"
+        assert b"connection: close" in head.lower() and body == _answer(3)
         assert await reader.read() == b""  # closed by the server, after the answer
         writer.close()
 
