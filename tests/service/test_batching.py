@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -22,12 +21,14 @@ class Model:
         self.delay = delay
         self.fail_when = fail_when
         self.batches: list[int] = []
+        self.threads: set[int] = set()
         self.gate = threading.Event()
         self.gate.set()
 
     def __call__(self, x: np.ndarray):
         self.gate.wait(5)
         self.batches.append(x.shape[0])
+        self.threads.add(threading.get_ident())
         if self.delay:
             time.sleep(self.delay)
         if self.fail_when is not None and self.fail_when(x):
@@ -43,19 +44,13 @@ class Observer:
         self.batches.append((rows, ok))
 
 
-@pytest.fixture
-def executor():
-    with ThreadPoolExecutor(2) as pool:
-        yield pool
-
-
 def run(coro):
     return asyncio.run(coro)
 
 
-def test_concurrent_requests_share_batches_and_get_their_own_rows(executor):
+def test_concurrent_requests_share_batches_and_get_their_own_rows():
     model, observer = Model(delay=0.02), Observer()
-    batcher = Batcher("m", model, executor, max_batch_size=8, observer=observer)
+    batcher = Batcher("m", model, max_batch_size=8, observer=observer)
 
     async def main():
         xs = [np.full((1 + i % 3, 2), i, np.float32) for i in range(20)]
@@ -74,9 +69,9 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(executor):
     assert any(r.queue_ns > 0 for r in results)
 
 
-def test_an_idle_model_starts_at_once(executor):
+def test_an_idle_model_starts_at_once():
     model = Model()
-    batcher = Batcher("m", model, executor, max_batch_size=8, max_queue_delay_s=10.0)
+    batcher = Batcher("m", model, max_batch_size=8, max_queue_delay_s=10.0)
 
     async def main():
         return await asyncio.wait_for(batcher.submit(np.ones((1, 2), np.float32)), 5)
@@ -84,9 +79,9 @@ def test_an_idle_model_starts_at_once(executor):
     assert run(main()).batch_size == 1
 
 
-def test_wait_when_idle_fills_a_batch_within_the_delay(executor):
+def test_wait_when_idle_fills_a_batch_within_the_delay():
     model = Model()
-    batcher = Batcher("m", model, executor, max_batch_size=4, max_queue_delay_s=5.0, wait_when_idle=True)
+    batcher = Batcher("m", model, max_batch_size=4, max_queue_delay_s=5.0, wait_when_idle=True)
 
     async def main():
         first = asyncio.ensure_future(batcher.submit(np.ones((1, 2), np.float32)))
@@ -100,9 +95,9 @@ def test_wait_when_idle_fills_a_batch_within_the_delay(executor):
     assert {r.batch_size for r in results} == {4}
 
 
-def test_an_error_fails_only_its_own_batch(executor):
+def test_an_error_fails_only_its_own_batch():
     model = Model(fail_when=lambda x: (x < 0).any())
-    batcher = Batcher("m", model, executor, max_batch_size=2)
+    batcher = Batcher("m", model, max_batch_size=2)
     model.gate.clear()
 
     async def main():
@@ -123,10 +118,10 @@ def test_an_error_fails_only_its_own_batch(executor):
     assert all(r.outputs[0].tolist() == [[2.0]] for r in good_results)
 
 
-def test_a_full_queue_refuses_at_once(executor):
+def test_a_full_queue_refuses_at_once():
     model = Model()
     model.gate.clear()
-    batcher = Batcher("m", model, executor, max_batch_size=1, max_queue_size=2)
+    batcher = Batcher("m", model, max_batch_size=1, max_queue_size=2)
 
     async def main():
         running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
@@ -146,19 +141,21 @@ def test_a_full_queue_refuses_at_once(executor):
     assert run(main()) == 1
 
 
-def test_batches_larger_than_the_max_are_refused(executor):
-    batcher = Batcher("m", Model(), executor, max_batch_size=4)
+def test_batches_larger_than_the_max_are_refused():
+    batcher = Batcher("m", Model(), max_batch_size=4)
     with pytest.raises(BadRequest, match="batch size 5"):
         run(batcher.submit(np.ones((5, 1), np.float32)))
 
 
-def test_close_drains_and_then_refuses(executor):
+def test_close_drains_and_then_refuses():
     model = Model(delay=0.05)
-    batcher = Batcher("m", model, executor, max_batch_size=1)
+    batcher = Batcher("m", model, max_batch_size=1)
+    before = threading.active_count()
 
     async def main():
         pending = [asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(3)]
         await asyncio.sleep(0)
+        assert threading.active_count() == before + 1  # its batch thread
         await batcher.close()
         assert all(p.done() and not p.exception() for p in pending)
         with pytest.raises(ModelNotReady):
@@ -166,12 +163,51 @@ def test_close_drains_and_then_refuses(executor):
 
     run(main())
     assert model.batches == [1, 1, 1]
+    assert len(model.threads) == 1  # every batch on the same thread
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before  # close stopped it
 
 
-def test_abandoned_requests_are_skipped(executor):
+def test_concurrent_batches_run_on_threads_of_their_own():
+    both_running = threading.Barrier(2, timeout=5)  # broken, and both batches failed, if they ran in turn
+    threads = set()
+
+    def run_model(x):
+        threads.add(threading.get_ident())
+        both_running.wait()
+        return [x]
+
+    batcher = Batcher("m", run_model, max_batch_size=1, max_concurrent_batches=2)
+
+    async def main():
+        results = await asyncio.gather(*(batcher.submit(np.ones((1, 1), np.float32)) for _ in range(2)))
+        await batcher.close()
+        return results
+
+    assert all(r.batch_size == 1 for r in run(main()))
+    assert len(threads) == 2
+
+
+def test_an_exception_that_is_no_error_still_reaches_its_requesters():
+    def run_model(x):
+        raise KeyboardInterrupt
+
+    batcher = Batcher("m", run_model, max_batch_size=1)
+
+    async def main():
+        with pytest.raises(InferenceFailed, match="inference failed for model 'm'"):
+            await asyncio.wait_for(batcher.submit(np.ones((1, 1), np.float32)), 5)
+        await batcher.close()
+
+    run(main())
+
+
+def test_abandoned_requests_are_skipped():
     model = Model()
     model.gate.clear()
-    batcher = Batcher("m", model, executor, max_batch_size=4)
+    batcher = Batcher("m", model, max_batch_size=4)
 
     async def main():
         running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
