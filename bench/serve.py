@@ -260,7 +260,14 @@ def measure(name, host, port, pid, requests, concurrency, seconds, stats_url=Non
         count = infer_a["count"] - infer_b["count"]
         compute_ms = (infer_a["ns"] - infer_b["ns"]) / count / 1e6 if count else None
     row = Row(
-        name, concurrency, result, server_cpu, mean_batch, compute_ms, (run1 - run0) / wall, (wait1 - wait0) / wall
+        name,
+        concurrency,
+        result,
+        server_cpu,
+        mean_batch,
+        compute_ms,
+        loop_run=(run1 - run0) / wall,
+        loop_wait=(wait1 - wait0) / wall,
     )
     print(
         f"  {name:<22} c={concurrency:<3d} {result.rps:9.1f} req/s ({result.counted_rps:.1f} counted)  "
