@@ -129,11 +129,12 @@ class Batcher:
     def full(self) -> bool:
         return len(self._queue) >= self.max_queue_size
 
-    def check_capacity(self) -> None:
-        """Raise what `submit` would raise for lack of room, before the caller does any work."""
+    def check_capacity(self, entries: int = 1) -> None:
+        """Raise what `submit` (or `submit_all` of `entries` arrays) would raise for lack of room, before the
+        caller does any work."""
         if self._closed:
             raise ModelNotReady(f"model '{self.name}' is unloading")
-        if len(self._queue) >= self.max_queue_size:
+        if len(self._queue) + entries > self.max_queue_size:
             raise ServerBusy(
                 f"model '{self.name}' is overloaded: {len(self._queue)} requests queued (max {self.max_queue_size})"
             )
@@ -142,16 +143,42 @@ class Batcher:
 
     async def submit(self, x: np.ndarray) -> BatchResult:
         """Queue `x` (rows along axis 0) and wait for its rows of the outputs."""
+        self._check_rows(x)
+        self.check_capacity()
+        future = self._enqueue(x)
+        self._pump()
+        return await future
+
+    async def submit_all(self, xs: Sequence[np.ndarray]) -> list[BatchResult]:
+        """Queue several arrays as separate entries, all or none (ServerBusy when the queue has no room for
+        every one), and wait for all their rows. When one fails, the others still queued are withdrawn."""
+        for x in xs:
+            self._check_rows(x)
+        self.check_capacity(len(xs))
+        futures = [self._enqueue(x) for x in xs]
+
+        def withdraw_the_rest(future: asyncio.Future) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                for other in futures:
+                    other.cancel()  # one still queued is dropped unrun (`_take`); one done or running is kept
+
+        for future in futures:
+            future.add_done_callback(withdraw_the_rest)  # before gather's own: the error is what gather raises
+        self._pump()
+        return list(await asyncio.gather(*futures))
+
+    def _check_rows(self, x: np.ndarray) -> None:
         rows = int(x.shape[0])
         if not 1 <= rows <= self.max_batch_size:
             raise BadRequest(f"batch size {rows} is outside 1..{self.max_batch_size} (max_batch_size of '{self.name}')")
-        self.check_capacity()
+
+    def _enqueue(self, x: np.ndarray) -> asyncio.Future:
         loop = self._loop or self._bind_loop()
         future = loop.create_future()
+        rows = int(x.shape[0])
         self._queue.append(_Pending(x, rows, future, time.perf_counter_ns()))
         self._queued_rows += rows
-        self._pump()
-        return await future
+        return future
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         self._loop = asyncio.get_running_loop()
@@ -166,7 +193,9 @@ class Batcher:
     # --- the algorithm ----------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        """Start as many batches as the policy allows now; arm a timer for a batch that may wait."""
+        """Start as many batches as the policy allows now; arm a timer for a batch that may wait. Marks the
+        batcher idle when nothing runs and nothing is left queued (requests withdrawn while queued included,
+        which `_take` drops here)."""
         while self._running < self.max_concurrent_batches and self._queue:
             if (
                 self._queued_rows < self.max_batch_size
@@ -182,6 +211,8 @@ class Batcher:
             batch = self._take()
             if batch:
                 self._start(batch)
+        if not self._running and not self._queue:
+            self._idle.set()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -260,8 +291,6 @@ class Batcher:
         output_ns = time.perf_counter_ns() - t0
         if self._observer is not None:
             self._observer.on_batch(rows, input_ns, infer_ns, output_ns, error is None)
-        if self._running == 0 and not self._queue:
-            self._idle.set()
         self._pump()
 
     # --- shutdown ---------------------------------------------------------------------------------

@@ -509,17 +509,28 @@ class DataPlane:
             raise BadRequest(f"model '{name}' has no image preprocessing in its manifest")
         if top_k < 1:
             raise BadRequest("top_k must be at least 1")
-        model.batcher.check_capacity()
+        step = model.handle.max_batch_size
+        entries = -(-len(images) // step)  # the images go in batches of at most max_batch_size, one queue entry each
+        if entries > model.batcher.max_queue_size:
+            raise BadRequest(
+                f"{len(images)} images are more than model '{name}' queues at once "
+                f"({model.batcher.max_queue_size} x {step}); send them in several requests"
+            )
+        model.batcher.check_capacity(entries)
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter_ns()
         x = await loop.run_in_executor(self._image_pool, model.preprocessor.batch, images)
         decode_ns = time.perf_counter_ns() - t0
+        # Looked up again: while the images were decoded the model may have been reloaded (a new batcher).
+        model = self._get(name, version)
+        if model.preprocessor is None or model.preprocessor.shape != x.shape[1:]:
+            raise ModelNotReady(f"model '{name}' was reloaded with other preprocessing meanwhile: send them again")
         step = model.handle.max_batch_size
         chunks = [x[i : i + step] for i in range(0, len(x), step)]
         if len(chunks) == 1:
             results = [await model.batcher.submit(chunks[0])]
         else:
-            results = await asyncio.gather(*(model.batcher.submit(c) for c in chunks))
+            results = await model.batcher.submit_all(chunks)
         t0 = time.perf_counter_ns()
         logits = np.concatenate([r.outputs[0] for r in results]).reshape(len(x), -1).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)

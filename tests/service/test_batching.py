@@ -48,6 +48,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def hold_a_batch(batcher: Batcher, model: Model) -> asyncio.Future:
+    """Start one request whose batch then runs held at the model's closed gate: the next requests queue."""
+    model.gate.clear()
+    running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
+    await asyncio.sleep(0.05)
+    return running
+
+
 def test_concurrent_requests_share_batches_and_get_their_own_rows():
     model, observer = Model(delay=0.02), Observer()
     batcher = Batcher("m", model, max_batch_size=8, observer=observer)
@@ -120,12 +128,10 @@ def test_an_error_fails_only_its_own_batch():
 
 def test_a_full_queue_refuses_at_once():
     model = Model()
-    model.gate.clear()
     batcher = Batcher("m", model, max_batch_size=1, max_queue_size=2)
 
     async def main():
-        running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)
+        running = await hold_a_batch(batcher, model)
         queued = [asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32))) for _ in range(2)]
         await asyncio.sleep(0)
         assert batcher.full
@@ -206,12 +212,10 @@ def test_an_exception_that_is_no_error_still_reaches_its_requesters():
 
 def test_abandoned_requests_are_skipped():
     model = Model()
-    model.gate.clear()
     batcher = Batcher("m", model, max_batch_size=4)
 
     async def main():
-        running = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
-        await asyncio.sleep(0.05)
+        running = await hold_a_batch(batcher, model)
         gone = asyncio.ensure_future(batcher.submit(np.ones((2, 1), np.float32)))
         kept = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
         await asyncio.sleep(0)
@@ -221,3 +225,70 @@ def test_abandoned_requests_are_skipped():
 
     run(main())
     assert model.batches == [1, 1]
+
+
+def test_close_returns_when_a_queued_request_was_withdrawn():
+    # A request withdrawn from the queue while a batch runs leaves nothing to run: the batcher is idle after
+    # the batch, and close (unload, shutdown) must see that rather than wait for ever.
+    model = Model()
+    batcher = Batcher("m", model, max_batch_size=1)
+
+    async def main():
+        running = await hold_a_batch(batcher, model)
+        gone = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.sleep(0.05)
+        model.gate.set()
+        await asyncio.wait_for(closing, 5)
+        return (await running).batch_size
+
+    assert run(main()) == 1
+    assert model.batches == [1]
+
+
+def test_submit_all_queues_all_or_none():
+    model = Model()
+    batcher = Batcher("m", model, max_batch_size=1, max_queue_size=3)
+
+    async def main():
+        running = await hold_a_batch(batcher, model)
+        queued = asyncio.ensure_future(batcher.submit(np.ones((1, 1), np.float32)))
+        await asyncio.sleep(0)
+        with pytest.raises(ServerBusy):  # three more do not fit beside the one queued
+            await batcher.submit_all([np.full((1, 1), v, np.float32) for v in (1, 2, 3)])
+        assert batcher.queued == 1  # and none of them was queued
+        both = asyncio.ensure_future(batcher.submit_all([np.full((1, 1), v, np.float32) for v in (4, 5)]))
+        model.gate.set()
+        await asyncio.gather(running, queued)
+        return [r.outputs[0][0, 0] for r in await both]
+
+    assert run(main()) == [8.0, 10.0]
+    assert model.batches == [1, 1, 1, 1]
+
+
+def test_submit_all_withdraws_the_rest_when_one_fails():
+    model = Model(fail_when=lambda x: x[0, 0] == 3)
+    batcher = Batcher("m", model, max_batch_size=1)
+    ran = []
+
+    def record(x):
+        ran.append(float(x[0, 0]))
+        return model(x)
+
+    batcher._run = record
+
+    async def main():
+        running = await hold_a_batch(batcher, model)
+        parts = asyncio.ensure_future(batcher.submit_all([np.full((1, 1), v, np.float32) for v in (2, 3, 4, 5, 6)]))
+        await asyncio.sleep(0)
+        model.gate.set()
+        with pytest.raises(InferenceFailed):
+            await parts
+        await running
+        await batcher.close()
+
+    run(main())
+    # 4 may already have started when 3 failed (the next batch starts at once); 5 and 6 never ran
+    assert ran[:3] == [1.0, 2.0, 3.0] and 5.0 not in ran and 6.0 not in ran
