@@ -89,6 +89,8 @@ class ZooServeApp(FastAPI):
             return  # nobody to answer
         except ServingError as exc:
             response = await _serving_error(Request(scope, receive), exc)
+        except StarletteHTTPException as exc:  # Starlette's own refusals, as the router answers them
+            response = await _http_error(Request(scope, receive), exc)
         except Exception as exc:  # the same answer as the router's handler
             response = await _unexpected_error(Request(scope, receive), exc)
         await response(scope, receive, send)
@@ -127,7 +129,7 @@ def create_app(settings: Settings | None = None, dataplane: DataPlane | None = N
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)
-    # The hot paths first: routes are matched in order.
+    # infer and classify are dispatched before the router (ZooServeApp); their routes answer other methods.
     for router in (infer.router, classify.router, health.router, models.router, repository.router, metrics.router):
         app.include_router(router)
     profile_router = _profile_router()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
 from service.errors import BadRequest
-from service.rest.responses import JSON, check_length, receive_body, server_timing
+from service.rest.responses import JSON, check_length, limit_receive, receive_body, server_timing
 
 MAX_FILES = 1024
 
@@ -38,13 +40,20 @@ async def classify(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         length = request.headers.get("content-length")
         if content_type.startswith("multipart/form-data"):
-            check_length(length, limit)  # Starlette's form parser has no size limit of its own
+            # Starlette's form parser has no size limit of its own: refused at once when Content-Length says
+            # so, else as the body arrives (chunked)
+            check_length(length, limit)
+            form_request = Request(request.scope, limit_receive(request.receive, limit))
             images, names = [], []
-            async with request.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
-                for field, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        images.append(await value.read())
-                        names.append(value.filename or field)
+            try:
+                async with form_request.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
+                    for field, value in form.multi_items():
+                        if isinstance(value, UploadFile):
+                            images.append(await value.read())
+                            names.append(value.filename or field)
+            except (StarletteHTTPException, MultiPartException) as exc:  # how Starlette refuses a malformed body
+                detail = exc.detail if isinstance(exc, StarletteHTTPException) else exc.message
+                raise BadRequest(f"malformed multipart body: {detail}") from None
             if not images:
                 raise BadRequest("the multipart request holds no file")
         else:

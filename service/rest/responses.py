@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 from starlette.responses import Response
-from starlette.types import Receive, Send
+from starlette.types import Message, Receive, Send
 
 from service.errors import ClientClosedRequest, PayloadTooLarge
 
@@ -43,6 +43,23 @@ async def receive_body(receive: Receive, content_length: str | bytes | None, lim
             chunks.append(chunk)
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def limit_receive(receive: Receive, limit: int) -> Receive:
+    """`receive` that refuses (413) a request body as soon as the bytes read exceed `limit`: for readers that
+    take the body from `receive` themselves (Starlette's form parser), Content-Length or not (chunked)."""
+    size = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        return message
+
+    return receive_within_limit
 
 
 def server_timing(**durations_ms: float) -> bytes:

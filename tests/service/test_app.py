@@ -246,6 +246,36 @@ def test_body_limit(tiny_store):
         assert r.status_code == 413 and "error" in r.json()
 
 
+def test_multipart_limits_and_errors(tiny_store):
+    settings = Settings(store=tiny_store, models=["tiny"], warmup="none", max_request_bytes=2048, max_queue_size=1)
+    boundary = "zooserve-test"
+    part = png(0, size=64)  # a few hundred bytes; four of them exceed 2048 with their headers
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{i}.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n".encode()
+            + part
+            + b"\r\n"
+            for i in range(12)
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with TestClient(create_app(settings)) as c:
+        # chunked, so no Content-Length to refuse it by: refused as the body arrives
+        r = c.post("/v2/models/tiny/classify", content=iter([body[:1000], body[1000:]]), headers=multipart)
+        assert r.status_code == 413 and "exceeds the limit of 2048" in r.json()["error"]
+        r = c.post("/v2/models/tiny/classify", content=b"xx", headers={"Content-Type": "multipart/form-data"})
+        assert r.status_code == 400 and "malformed multipart body" in r.json()["error"], r.text
+    big_enough = Settings(store=tiny_store, models=["tiny"], warmup="none", max_queue_size=1)
+    with TestClient(create_app(big_enough)) as c:
+        # 12 images are two batches of at most 8: more than a queue of 1 holds, however idle the model
+        r = c.post("/v2/models/tiny/classify", content=body, headers=multipart)
+        assert r.status_code == 400 and "12 images are more than model 'tiny' queues at once" in r.json()["error"]
+        one = [("file", (f"{i}.png", png(i), "image/png")) for i in range(8)]
+        assert c.post("/v2/models/tiny/classify", files=one).status_code == 200
+
+
 def test_unknown_start_up_model_fails_the_start(tiny_store):
     app = create_app(Settings(store=tiny_store, models=["nope"]))
     with pytest.raises(Exception, match="nope"), TestClient(app):
@@ -267,3 +297,34 @@ def test_a_client_gone_mid_body_is_a_client_error():
     with pytest.raises(ClientClosedRequest, match="after 10 bytes") as info:
         asyncio.run(receive_body(receive, b"100", 1000))
     assert info.value.status_code == 499
+
+
+def test_classify_survives_a_reload_during_its_decode(tiny_store):
+    """The model is looked up again after the decode: a reload meanwhile (a new batcher) is no 503."""
+    import asyncio
+    import time
+
+    from service.dataplane import DataPlane
+
+    async def main():
+        dp = DataPlane(Settings(store=tiny_store, models=["tiny"], warmup="none"))
+        await dp.start()
+        try:
+            model = dp._models["tiny"]
+            decode = model.preprocessor.batch
+
+            def slow_decode(images):
+                time.sleep(0.3)  # a large image's decode, long enough for the reload below
+                return decode(images)
+
+            model.preprocessor.batch = slow_decode
+            classify = asyncio.ensure_future(dp.classify("tiny", None, [png(200)], 2))
+            await asyncio.sleep(0.05)
+            await dp.load("tiny")  # a reload: the old batcher closes, a new one takes over
+            assert dp._models["tiny"] is not model
+            return await classify
+        finally:
+            await dp.stop()
+
+    result = asyncio.run(main())
+    assert len(result["predictions"][0]) == 2
