@@ -83,6 +83,13 @@ class Preprocessor:
                     raise PayloadTooLarge(
                         f"image of {img.width}x{img.height} pixels exceeds the limit of {self.max_pixels}"
                     )
+                # A long, thin image grows when its shorter side is resized: 1x60000 would become 256x15360000.
+                width, height = resized_size(img.width, img.height, self.pre.resize)
+                if width * height > self.max_pixels:
+                    raise PayloadTooLarge(
+                        f"image of {img.width}x{img.height} pixels would be {width}x{height} once its shorter side "
+                        f"is resized to {self.pre.resize}, beyond the limit of {self.max_pixels} pixels"
+                    )
                 img = ImageOps.exif_transpose(img) if img.format in ("JPEG", "WEBP", "PNG") else img
                 img.load()
         except PayloadTooLarge:

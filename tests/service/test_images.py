@@ -100,7 +100,7 @@ def test_invert_and_scale():
 
 
 def test_bad_images_are_client_errors():
-    p = Preprocessor(IMAGENET, (3, 224, 224), max_pixels=100 * 100)
+    p = Preprocessor(IMAGENET, (3, 224, 224), max_pixels=300 * 300)
     with pytest.raises(ImageDecodeError):
         p(b"definitely not an image")
     with pytest.raises(ImageDecodeError):
@@ -108,11 +108,19 @@ def test_bad_images_are_client_errors():
     with pytest.raises(ImageDecodeError):
         p(b"")
     with pytest.raises(PayloadTooLarge):
-        p(encode(Image.new("RGB", (200, 200)), "PNG"))
+        p(encode(Image.new("RGB", (400, 400)), "PNG"))
     with pytest.raises(BadRequest):
         p.batch([])
     with pytest.raises(ImageDecodeError, match="image 2 of 2"):
         p.batch([encode(photo(64, 64), "PNG"), b"junk"])
+
+
+def test_a_thin_image_is_refused_before_the_resize_blows_it_up():
+    # 1x20000 is 20,000 pixels, but 256x5,120,000 once its shorter side is resized to 256: refused up front
+    p = Preprocessor(IMAGENET, (3, 224, 224))
+    with pytest.raises(PayloadTooLarge, match="would be 256x5120000 once its shorter side is resized to 256"):
+        p(encode(Image.new("RGB", (1, 20000)), "PNG"))
+    p(encode(Image.new("RGB", (256, 20000)), "PNG"))  # 256 wide stays 256 wide: within the limit
 
 
 def test_manifest_and_input_must_agree():
