@@ -93,10 +93,11 @@ class OutputTensor:
 
 
 def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
-    """Undo Content-Encoding gzip / deflate (tritonclient's request compression)."""
-    if not content_encoding or content_encoding == "identity":
+    """Undo Content-Encoding gzip / deflate (tritonclient's request compression; codings are case-insensitive)."""
+    coding = (content_encoding or "").strip().lower()
+    if not coding or coding == "identity":
         return body
-    wbits = {"gzip": 31, "deflate": 15}.get(content_encoding)
+    wbits = {"gzip": 31, "x-gzip": 31, "deflate": 15}.get(coding)
     if wbits is None:
         raise UnsupportedMediaType(f"unsupported Content-Encoding {content_encoding!r} (gzip, deflate)")
     try:

@@ -137,6 +137,8 @@ def test_compressed_bodies():
     raw = b'{"inputs": []}'
     assert codecs.decode_body(gzip.compress(raw), "gzip", 1000) == raw
     assert codecs.decode_body(zlib.compress(raw), "deflate", 1000) == raw
+    assert codecs.decode_body(gzip.compress(raw), "GZIP", 1000) == raw  # content codings are case-insensitive
+    assert codecs.decode_body(raw, "Identity", 1000) == raw
     with pytest.raises(PayloadTooLarge):
         codecs.decode_body(gzip.compress(b"0" * 10_000), "gzip", 1000)
     with pytest.raises(UnsupportedMediaType):
