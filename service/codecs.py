@@ -22,7 +22,7 @@ import math
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -78,7 +78,6 @@ class InferRequest:
     outputs: list[RequestedOutput] | None = None
     """None: every output of the model."""
     binary_output: bool = False
-    parameters: dict = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -256,13 +255,13 @@ def decode_infer_request(body: bytes, header_length: str | int | None = None) ->
                 raise BadRequest(f"output '{spec['name']}': classification must be a non-negative integer")
             binary = p.get("binary_data")
             outputs.append(RequestedOutput(spec["name"], None if binary is None else bool(binary), k))
+        outputs = outputs or None  # an empty list asks for nothing in particular: every output, as Triton answers
     request_id = obj.get("id")
     return InferRequest(
         inputs=inputs,
         id=None if request_id is None else str(request_id),
         outputs=outputs,
         binary_output=bool(req_params.get("binary_data_output", False)),
-        parameters=req_params,
     )
 
 

@@ -3,8 +3,8 @@ inference, image classification, metadata and statistics. The REST routes are th
 
 Threads: the event loop owns all state. onnxruntime runs in each model's own batch thread(s) (its
 Batcher's, max_concurrent_batches of them); image decoding in a pool of its own; session creation and
-warm-up in one loader thread (sessions are created one at a time: creation is not guaranteed
-thread-safe), so loading a model never stalls the others.
+warm-up in one loader thread (serving sessions are created one at a time, beside the batches of the
+models already serving), so loading a model never stalls the others.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from service.errors import (
     ShuttingDown,
 )
 from service.images import Preprocessor
-from service.manifest import MANIFEST_FILE, Manifest
+from service.manifest import CONFIG_FILE, MANIFEST_FILE, Manifest
 from service.metrics import Metrics
 from service.runtime import (
     ProviderPlan,
@@ -167,7 +167,7 @@ class DataPlane:
         self.store = Path(settings.store)
         self._models: dict[str, _Model] = {}
         self.in_flight = 0
-        """HTTP requests being handled (read by the metrics at scrape time)."""
+        """Infer, classify, load and unload requests being handled (read by the metrics at scrape time)."""
         self.metrics = Metrics(self.queue_depths, lambda: self.in_flight)
         self._status: dict[str, _Status] = {}
         self._known: set[str] = set()
@@ -215,8 +215,8 @@ class DataPlane:
         self._stopping = True
         await asyncio.gather(*(m.batcher.close() for m in self._models.values()), return_exceptions=True)
         for pool in (self._image_pool, self._loader):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=False)
+            if pool is not None:  # off the event loop: a model still loading may take a while
+                await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     @property
     def live(self) -> bool:
@@ -271,6 +271,10 @@ class DataPlane:
             started = time.perf_counter()
             try:
                 built = await loop.run_in_executor(self._loader, self._build, name, model_dir)
+            except asyncio.CancelledError:  # shutting down, or the request went away: not left LOADING
+                if name not in self._models:
+                    status.state, status.reason = ModelState.UNAVAILABLE, "load cancelled"
+                raise
             except Exception as exc:
                 if name not in self._models:
                     status.state, status.reason = ModelState.UNAVAILABLE, f"load failed: {exc}"
@@ -351,8 +355,11 @@ class DataPlane:
             wait_when_idle=s.queue_delay_when_idle,
             observer=_BatchObserver(stats, self.metrics, name),
         )
-        shapes = [
-            [-1, *manifest.output.shape[1:]] if o.name == manifest.output.name else list(o.shape) for o in outputs
+        shapes = [  # V2 shapes are integers: -1 for the batch and any other dimension onnxruntime names
+            [-1, *manifest.output.shape[1:]]
+            if o.name == manifest.output.name
+            else [d if isinstance(d, int) else -1 for d in o.shape]
+            for o in outputs
         ]
         return _Model(handle, session, batcher, preprocessor, stats, inputs[0].name, sample_shape, output_names, shapes)
 
@@ -379,14 +386,11 @@ class DataPlane:
         """The handle of a ready model (ModelNotFound / ModelNotReady otherwise)."""
         return self._get(name, version).handle
 
-    def models(self) -> list[ModelHandle]:
-        return [m.handle for m in self._models.values()]
-
     def _get(self, name: str, version: str | int | None = None) -> _Model:
         model = self._models.get(name)
         if model is None:
             status = self._status.get(name)
-            if status is not None and status.state in (ModelState.LOADING, ModelState.UNLOADING):
+            if status is not None and status.state == ModelState.LOADING:  # its first load (UNLOADING: below)
                 raise ModelNotReady(f"model '{name}' is {status.state.lower()}")
             if status is not None or name in self._known:
                 raise ModelNotFound(f"model '{name}' is not loaded (POST /v2/repository/models/{name}/load loads it)")
@@ -441,7 +445,7 @@ class DataPlane:
     def model_config(self, name: str, version: str | None = None) -> dict:
         """config.pbtxt as JSON, with the batching limits in effect."""
         h = self.model(name, version)
-        cfg = parse_pbtxt((h.model_dir / "config.pbtxt").read_text())
+        cfg = parse_pbtxt((h.model_dir / CONFIG_FILE).read_text())
         cfg["max_batch_size"] = h.max_batch_size
         cfg.setdefault("dynamic_batching", {})["max_queue_delay_microseconds"] = h.max_queue_delay_us
         cfg["dynamic_batching"]["default_queue_policy"] = {"max_queue_size": self.settings.max_queue_size}

@@ -6,7 +6,7 @@ zooserve_queue_duration_seconds{model}                per request: waiting for i
 zooserve_compute_duration_seconds{model}              per batch: stacking inputs + onnxruntime run
 zooserve_batch_size{model}                            rows per executed batch
 zooserve_model_ready{model,version}                   1 ready, 0 not
-zooserve_requests_in_flight                           HTTP requests being handled
+zooserve_requests_in_flight                           infer, classify, load and unload requests being handled
 zooserve_queue_size{model}                            requests waiting (at scrape time)
 
 The per-request and per-batch ones (the first five) are written from the event loop only, which is the
@@ -120,7 +120,9 @@ class Metrics:
         """By model: its (queue duration, compute duration, batch size) histograms."""
         r.register(_LoopCollector(self))
         self.model_ready = Gauge("zooserve_model_ready", "1 when the model is ready", ["model", "version"], registry=r)
-        self.in_flight = Gauge("zooserve_requests_in_flight", "HTTP requests being handled", registry=r)
+        self.in_flight = Gauge(
+            "zooserve_requests_in_flight", "Infer, classify, load and unload requests being handled", registry=r
+        )
         if in_flight is not None:  # read at scrape time: the hot path counts with a plain int
             self.in_flight.set_function(in_flight)
         if queue_depths is not None:

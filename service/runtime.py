@@ -63,7 +63,7 @@ GPU_PROVIDERS = frozenset(
         "DmlExecutionProvider",
     }
 )
-_DEVICE_OPTION_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
+DEVICE_OPTION_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
 
 _pool_lock = threading.Lock()
 _pool_threads: int | None = None
@@ -262,7 +262,7 @@ def plan_providers(
         usable = ["CPUExecutionProvider"]
     if any(p in GPU_PROVIDERS for p in usable):
         _preload_cuda_libraries()
-    options = tuple({"device_id": str(device_id)} if p in _DEVICE_OPTION_PROVIDERS else {} for p in usable)
+    options = tuple({"device_id": str(device_id)} if p in DEVICE_OPTION_PROVIDERS else {} for p in usable)
     return ProviderPlan(tuple(wanted), tuple(usable), options, require_gpu)
 
 

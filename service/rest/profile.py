@@ -17,11 +17,10 @@ from service.profile import Profiler, ProfileRequest, ProfileTarget, layer_table
 from service.profile.schema import SortOrder
 from service.rest.deps import DataPlaneDep, SettingsDep
 from service.rest.responses import json_response
+from service.runtime import DEVICE_OPTION_PROVIDERS
 from service.settings import Settings
 
 router = APIRouter(prefix="/v2/models", tags=["profile"])
-
-_DEVICE_OPTION_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider"})
 
 
 def get_profiler(request: Request) -> Profiler:
@@ -34,8 +33,7 @@ def get_profiler(request: Request) -> Profiler:
 
 def target_of(handle: ModelHandle, settings: Settings) -> ProfileTarget:
     providers = [
-        (p, {"device_id": str(settings.gpu_device_id)}) if p in _DEVICE_OPTION_PROVIDERS else p
-        for p in handle.providers
+        (p, {"device_id": str(settings.gpu_device_id)}) if p in DEVICE_OPTION_PROVIDERS else p for p in handle.providers
     ]
     return ProfileTarget(
         name=handle.name,

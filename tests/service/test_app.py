@@ -328,3 +328,33 @@ def test_classify_survives_a_reload_during_its_decode(tiny_store):
 
     result = asyncio.run(main())
     assert len(result["predictions"][0]) == 2
+
+
+def test_a_cancelled_load_does_not_stay_loading(tiny_store):
+    import asyncio
+    import time
+
+    from service.dataplane import DataPlane
+
+    async def main():
+        dp = DataPlane(Settings(store=tiny_store, models=[], warmup="none"))
+        await dp.start()
+        build = dp._build
+
+        def slow_build(name, model_dir):
+            time.sleep(0.3)
+            return build(name, model_dir)
+
+        dp._build = slow_build
+        try:
+            load = asyncio.ensure_future(dp.load("tiny"))
+            await asyncio.sleep(0.05)
+            assert [m["state"] for m in dp.index() if m["name"] == "tiny"] == ["LOADING"]
+            load.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await load
+            return [m for m in dp.index() if m["name"] == "tiny"]
+        finally:
+            await dp.stop()  # waits for the build still running in the loader thread, off the event loop
+
+    assert asyncio.run(main()) == [{"name": "tiny", "state": "UNAVAILABLE", "reason": "load cancelled"}]

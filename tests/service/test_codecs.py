@@ -69,6 +69,12 @@ def test_nested_json_data_and_request_level_binary_output():
     assert req.binary_output and req.outputs is None
 
 
+def test_an_empty_outputs_list_asks_for_every_output():
+    tensor = {"name": "input", "shape": [1], "datatype": "FP32", "data": [1]}
+    req = codecs.decode_infer_request(json.dumps({"inputs": [tensor], "outputs": []}).encode())
+    assert req.outputs is None  # as no "outputs" at all: Triton answers with every output
+
+
 def test_json_numbers_decode_as_python_would():
     """The buffer fast path gives the same FP32 values as Python floats would, and exact 64-bit integers."""
     values = [0.1, -2.5e-39, 3.4028235e38, 1e-45, 7, -0.0, 123456789.123456789]
