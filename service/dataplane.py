@@ -95,6 +95,11 @@ class _Model:
     output_names: list[str]
     output_shapes: list[list[int]]
 
+    @property
+    def logits(self) -> int:
+        """Which of the outputs classify takes the class scores from: the manifest's."""
+        return self.output_names.index(self.handle.manifest.output.name)
+
 
 @dataclass
 class _Status:
@@ -320,6 +325,11 @@ class DataPlane:
                 f"model '{name}': the ONNX file's inputs {[i.name for i in inputs]} do not match the manifest's "
                 f"'{manifest.input.name}'"
             )
+        output_names = [o.name for o in outputs]
+        if manifest.output.name not in output_names:
+            raise ModelLoadError(
+                f"model '{name}': the ONNX file's outputs {output_names} lack the manifest's '{manifest.output.name}'"
+            )
         sample_shape = tuple(int(d) for d in manifest.input.shape[1:])
         warm_up(session, inputs[0].name, sample_shape, warmup_sizes(max_batch, s.warmup))
         providers = tuple(session.get_providers())
@@ -339,7 +349,6 @@ class DataPlane:
             log.warning("model %s: no image classification (%s)", name, exc)
             preprocessor = None
         stats = ModelStats(name, str(manifest.version), list(providers))
-        output_names = [o.name for o in outputs]
         input_name = inputs[0].name
 
         def run(x: np.ndarray) -> list[np.ndarray]:
@@ -536,7 +545,7 @@ class DataPlane:
         else:
             results = await model.batcher.submit_all(chunks)
         t0 = time.perf_counter_ns()
-        logits = np.concatenate([r.outputs[0] for r in results]).reshape(len(x), -1).astype(np.float64)
+        logits = np.concatenate([r.outputs[model.logits] for r in results]).reshape(len(x), -1).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)

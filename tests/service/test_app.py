@@ -282,6 +282,18 @@ def test_unknown_start_up_model_fails_the_start(tiny_store):
         pass
 
 
+def test_a_manifest_naming_an_output_the_model_lacks_fails_the_load(tiny_store, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_store / "tiny", tmp_path / "tiny")
+    manifest = json.loads((tmp_path / "tiny" / "model.json").read_text())
+    manifest["output"]["name"] = "scores"
+    (tmp_path / "tiny" / "model.json").write_text(json.dumps(manifest))
+    app = create_app(Settings(store=tmp_path, models=["tiny"], warmup="none"))
+    with pytest.raises(Exception, match="lack the manifest's 'scores'"), TestClient(app):
+        pass
+
+
 def test_a_client_gone_mid_body_is_a_client_error():
     """The body reader turns an http.disconnect into a 499, which the request metrics count as client_error."""
     import asyncio
