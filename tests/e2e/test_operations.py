@@ -157,6 +157,36 @@ def test_sigterm_finishes_what_is_in_flight_then_exits(exported_store, start_ser
     assert "Application shutdown complete" in server.output()
 
 
+def test_sigterm_past_the_graceful_timeout_cancels_the_rest_and_exits(exported_store, start_server):
+    # Requests still queued when the graceful timeout runs out are cancelled by uvicorn; the batcher must
+    # see that nothing is left to run, or closing it (and the process) would wait for ever.
+    server = start_server(exported_store(BIG), max_batch_size=2, graceful_shutdown_s=0.2)
+    body, headers = binary_infer(np.zeros((2, 3, 224, 224), np.float32))
+    n = 12
+    outcomes: list[object] = []
+
+    def send():
+        try:
+            r = httpx.post(f"{server.url}/v2/models/{BIG}/infer", content=body, headers=headers, timeout=120)
+            outcomes.append(r.status_code)
+        except httpx.HTTPError as exc:  # cut off at shutdown
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=send) for _ in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while metric(server.url, "zooserve_queue_size") < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    t0 = time.monotonic()
+    assert server.stop(timeout=60) == 0, server.output()
+    assert time.monotonic() - t0 < 30, server.output()
+    assert "timeout graceful shutdown exceeded" in server.output()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == n and 200 in outcomes
+
+
 def test_require_gpu_without_a_gpu_is_a_failed_start(tmp_path, repo_root):
     """ZOOSERVE_REQUIRE_GPU=1 on a machine (or onnxruntime build) without a usable GPU provider: no silent
     CPU fallback, the process exits non-zero and says why."""
