@@ -45,7 +45,8 @@ class ProfileLimits:
     max_prefix_segments: int = 256
     """Prefix models one prefix-differences profile may build (each is a session)."""
     max_seconds: float | None = 300.0
-    """Profiler method: timed runs stop (at least one done) once the profile has run this long."""
+    """Time budget of one profile. Profiler method: the warm-up is skipped and the timed runs stop (at least
+    one done) once it is spent. Prefix method: the profile is refused (400) when it runs past it."""
     options_factory: OptionsFactory | None = None
     """Session options of the profiling sessions (default: the serving ones, see sessions.py)."""
 

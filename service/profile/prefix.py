@@ -19,6 +19,9 @@ launch, not the work (the stock onnxruntime-gpu wheel has no CUPTI). This method
 
 The differences sum, by construction, to about T(model) - T(0). A segment whose median difference is
 under the noise can come out slightly negative; it is reported, and counted as zero in the shares.
+
+Every segment needs all its pairs, so a profile that runs past its time budget is refused (400, with
+what to ask for instead) rather than cut short; the server shutting down abandons it (503).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from service.errors import BadRequest
 from service.profile.mapping import ModuleMap, label
 from service.profile.schema import PREFIX
 from service.profile.sessions import (
+    Deadline,
     Measurement,
     OptionsFactory,
     ProviderSpec,
@@ -131,13 +135,19 @@ class _Timed:
         self.session = None
 
 
-def _time_pair(a: _Timed, b: _Timed, runs: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
+class OverBudget(Exception):
+    """The profile ran past its time budget."""
+
+
+def _time_pair(a: _Timed, b: _Timed, runs: int, warmup: int, deadline: Deadline) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(warmup):
         a()
         b()
     ta = np.empty(runs)
     tb = np.empty(runs)
     for r in range(runs):
+        if deadline.passed():
+            raise OverBudget
         if r % 2:
             tb[r] = b()
             ta[r] = a()
@@ -161,8 +171,10 @@ def measure_prefix(
     runs: int,
     warmup: int,
     max_segments: int = 256,
+    deadline: Deadline | None = None,
 ) -> Measurement:
     start = time.perf_counter()
+    deadline = deadline or Deadline(None)
     model = onnx.load(str(model_path))
     initializers = {t.name for t in model.graph.initializer}
     segments = segment(mmap, key, constant_nodes(mmap, initializers))
@@ -208,16 +220,23 @@ def measure_prefix(
     totals = np.zeros(runs)
     used: list[str] = []
     prev = _Timed(_overhead_model(model, input_name), providers, options(), x, host_outputs=True)
+    k = 0
     try:
         for k in range(len(segments)):
             cur = _Timed(prefix_bytes(k), providers, options(), x)
             prev, old = cur, prev  # from here on `prev` (closed in finally) is the newest session
-            old_t, totals = _time_pair(old, cur, runs, warmup)
+            old_t, totals = _time_pair(old, cur, runs, warmup, deadline)
             old.close()
             diffs[:, k] = totals - old_t
             if k == 0:
                 overhead = old_t
                 used = cur.providers()
+    except OverBudget:
+        raise BadRequest(
+            f"method=prefix ran past its time budget of {deadline.seconds} s after {k} of {len(segments)} "
+            "segments: ask for fewer runs or warm-up runs, a smaller batch, or fewer groups (group_by=block "
+            "or a smaller depth)"
+        ) from None
     finally:
         prev.close()
 

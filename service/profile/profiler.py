@@ -22,6 +22,7 @@ from service.profile.prefix import measure_prefix
 from service.profile.schema import PREFIX, PROFILER, LayerTable, ProfileRequest, ProfileResponse
 from service.profile.sessions import (
     DEVICE_PROVIDERS,
+    Deadline,
     Measurement,
     ProviderSpec,
     choose_providers,
@@ -76,6 +77,11 @@ class Profiler:
         self.limits = self.guard.limits
         self._maps: OrderedDict[tuple[str, str], ModuleMap] = OrderedDict()
         self._maps_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def close(self) -> None:
+        """The server is stopping: a profile still running stops at its next run (ShuttingDown, 503)."""
+        self._stop.set()
 
     def module_map(self, target: ProfileTarget) -> ModuleMap:
         key = (str(target.model_path), target.manifest.onnx.sha256)
@@ -117,6 +123,7 @@ class Profiler:
             shape = target.manifest.input.shape
             common = dict(
                 batch_size=request.batch_size, runs=request.runs, warmup=request.warmup,
+                deadline=Deadline(self.limits.max_seconds, self._stop),
             )  # fmt: skip
             try:
                 if method == PREFIX:
@@ -129,7 +136,7 @@ class Profiler:
                 else:
                     m = measure_profiler(
                         target.model_path, mmap, target.manifest.input.name, shape, providers, options,
-                        keep_trace=keep_trace, max_seconds=self.limits.max_seconds, **common,
+                        keep_trace=keep_trace, **common,
                     )  # fmt: skip
             finally:
                 gc.collect()  # sessions and prefix protos hold large buffers: release them now
@@ -138,7 +145,7 @@ class Profiler:
                 m.warnings.append(f"asked for {wanted}, onnxruntime ran on {m.provider} (fallback)")
             if request.method is None and method == PREFIX and m.provider not in DEVICE_PROVIDERS:
                 m.warnings.append("method prefix was chosen for a GPU provider, but the session ran on the CPU")
-            if m.runs == request.runs:  # a run cut short by the time budget is not what was asked for
+            if m.complete:  # one cut short by the time budget is not what was asked for
                 self.guard.cache.put(key, m)
         return m, False, mmap
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -10,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service import runtime
-from service.errors import BadRequest
+from service.errors import BadRequest, ShuttingDown
 
 ProviderSpec = str | tuple[str, dict]
 OptionsFactory = Callable[[], ort.SessionOptions]
@@ -34,6 +36,21 @@ class Unit:
     how: str = ""  # how the unit was attributed to its module
 
 
+class Deadline:
+    """When a profile must stop: its time budget has run out, or the server is shutting down."""
+
+    def __init__(self, seconds: float | None, stop: threading.Event | None = None) -> None:
+        self.seconds = seconds
+        self.stop = stop or threading.Event()
+        self._end = time.monotonic() + seconds if seconds else None
+
+    def passed(self) -> bool:
+        """The budget is spent (raises ShuttingDown instead when the server is stopping)."""
+        if self.stop.is_set():
+            raise ShuttingDown("the server is shutting down: profile abandoned")
+        return self._end is not None and time.monotonic() > self._end
+
+
 @dataclass
 class Measurement:
     method: str
@@ -50,12 +67,13 @@ class Measurement:
     overhead_us: np.ndarray | None = None  # prefix: T(0) per run, the fixed cost of one Run call
     trace: list[dict] | None = None
     warnings: list[str] = field(default_factory=list)
+    complete: bool = True  # False when the time budget cut it short: not what was asked for, so not cached
     measured_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def nbytes(self) -> int:
         size = self.durations_us.nbytes + self.totals_us.nbytes + 200 * len(self.units)
         if self.trace is not None:
-            size += 600 * len(self.trace)
+            size += 1500 * len(self.trace)  # a slimmed event (trace.py) as Python objects: about 1.2 KB
         return size
 
 

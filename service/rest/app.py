@@ -116,6 +116,9 @@ def create_app(settings: Settings | None = None, dataplane: DataPlane | None = N
             await dp.start()
             yield
         finally:
+            profiler = getattr(app.state, "profiler", None)  # created by the first profile request
+            if profiler is not None:
+                profiler.close()
             await dp.stop()
 
     app = ZooServeApp(

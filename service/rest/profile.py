@@ -62,10 +62,16 @@ async def profile(
     target = target_of(dataplane.model(model_name), settings)
     profiler = get_profiler(request)
     req = body or ProfileRequest()
-    if format == "chrome":
-        trace = await anyio.to_thread.run_sync(profiler.chrome_trace, target, req)
-        return json_response(trace)
-    result = await anyio.to_thread.run_sync(lambda: profiler.profile(target, req, sort=sort))
+    try:
+        if format == "chrome":
+            trace = await anyio.to_thread.run_sync(profiler.chrome_trace, target, req)
+            return json_response(trace)
+        result = await anyio.to_thread.run_sync(lambda: profiler.profile(target, req, sort=sort))
+    except anyio.get_cancelled_exc_class():
+        # uvicorn cancels what is still in flight when the graceful shutdown runs out: the thread would
+        # go on profiling, and the process wait for it
+        profiler.close()
+        raise
     return json_response(result.model_dump())
 
 

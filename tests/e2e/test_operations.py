@@ -4,6 +4,7 @@ models load and unload while another model is under traffic, SIGTERM drains what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -185,6 +186,25 @@ def test_sigterm_past_the_graceful_timeout_cancels_the_rest_and_exits(exported_s
     for t in threads:
         t.join()
     assert len(outcomes) == n and 200 in outcomes
+
+
+def test_sigterm_abandons_a_long_profile(exported_store, start_server):
+    # A profile runs in a worker thread, which uvicorn's cancellation at the end of the graceful shutdown
+    # cannot stop: the profiler is told to stop instead, or the process would wait for the whole profile.
+    server = start_server(exported_store(BIG), graceful_shutdown_s=0.5)
+    long_profile = {"runs": 1000, "method": "prefix", "group_by": "block"}  # minutes on two cores
+
+    def send():
+        with contextlib.suppress(httpx.HTTPError):  # cut off at shutdown
+            httpx.post(f"{server.url}/v2/models/{BIG}/profile", json=long_profile, timeout=120)
+
+    client = threading.Thread(target=send)
+    client.start()
+    time.sleep(1.5)  # profiling by now
+    t0 = time.monotonic()
+    assert server.stop(timeout=30) == 0, server.output()
+    assert time.monotonic() - t0 < 15, server.output()
+    client.join()
 
 
 def test_require_gpu_without_a_gpu_is_a_failed_start(tmp_path, repo_root):

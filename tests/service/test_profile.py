@@ -225,6 +225,37 @@ def test_time_budget_cuts_runs_short(target):
     assert len(profiler.guard.cache) == 0  # not what was asked for: not cached
 
 
+def test_prefix_past_its_time_budget_is_refused(target):
+    profiler = Profiler(ProfileLimits(max_seconds=1e-3))
+    with pytest.raises(BadRequest, match=r"ran past its time budget of 0.001 s after 0 of \d+ segments"):
+        profiler.profile(target, quick(method="prefix", group_by="block"))
+    assert len(profiler.guard.cache) == 0
+
+
+def test_runs_are_capped_to_bound_the_trace(target, monkeypatch):
+    from service.profile import trace
+
+    assert trace.planned_runs(3000, 1000, 10) == (56, 10)  # 200,000 events over 3,002 a run: 66 runs in all
+    assert trace.planned_runs(3000, 1000, 100) == (1, 65)
+    assert trace.planned_runs(10, 1000, 100) == (1000, 100)
+    profiler = Profiler()
+    per_run = len(profiler.module_map(target).nodes) + 2
+    monkeypatch.setattr(trace, "MAX_EVENTS", 2 * per_run)  # room for the warm-up run and one timed run
+    r = profiler.profile(target, ProfileRequest(runs=10, warmup=1))
+    assert r.runs == 1 and "timed runs capped at 1 of the 10 asked for" in r.warnings[0]
+    assert len(profiler.guard.cache) == 1  # the cap is deterministic: what this request gets, so cached
+
+
+def test_a_closed_profiler_abandons_its_profile(target):
+    from service.errors import ShuttingDown
+
+    profiler = Profiler()
+    profiler.close()  # the server shutting down
+    for method in ("profiler", "prefix"):
+        with pytest.raises(ShuttingDown):
+            profiler.profile(target, quick(method=method, group_by="block"))
+
+
 def test_one_profile_at_a_time_per_model(target):
     profiler = Profiler()
     with profiler.guard.slot(MODEL):
@@ -276,7 +307,8 @@ def test_fifty_profiles_leave_no_files_and_flat_memory(target, tmp_path, monkeyp
     assert list(private.iterdir()) == []  # every trace folder removed
     assert set(os.listdir()) == cwd_before  # no onnxruntime_profile_*.json anywhere else
     # One leaked session of resnet18 holds its ~47 MB of weights (more once pre-packed): 40 would be GBs.
-    assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 1e6:.0f} MB over 40 profiles"
+    # Without a leak the allocator moves RSS by up to about +-130 MB over 40 profiles (seen both ways).
+    assert grown < 256 * 1024 * 1024, f"RSS grew by {grown / 1e6:.0f} MB over 40 profiles"
 
 
 def test_chrome_trace(profiler, target):
