@@ -89,10 +89,13 @@ def _static_by_unit(manifest: Manifest, measurement: Measurement) -> tuple[np.nd
     return macs, params
 
 
-def _output_shape(mmap: ModuleMap, manifest: Manifest, key: str, members: set[int], batch: int) -> list[int] | None:
-    rows = {r.path: r for r in manifest.layers}
-    if key in rows:
-        shape = list(rows[key].output_shape)
+def _output_shape(
+    mmap: ModuleMap, layers: dict[str, list[int]], key: str, members: set[int], batch: int
+) -> list[int] | None:
+    """The group's output shape: the manifest's for a module it lists (`layers`: path -> output shape),
+    else the graph's when the group has one output."""
+    if key in layers:
+        shape = list(layers[key])
     else:
         outs = mmap.group_outputs(members) if members else []
         if len(outs) != 1 or outs[0] not in mmap.value_shapes:
@@ -164,6 +167,7 @@ def aggregate(
 
     # Exported-graph nodes per module group, for output shapes of groups that are not manifest rows.
     graph_members: dict[str, set[int]] = {}
+    layer_shapes = {r.path: r.output_shape for r in manifest.layers}
     if layer_like:
         for n in mmap.nodes:
             graph_members.setdefault(key(n.module), set()).add(n.index)
@@ -176,7 +180,7 @@ def aggregate(
         if layer_like:
             macs, params = s_macs.get(k, 0), s_params.get(k, 0)
             name, cls, module = label(k), mmap.class_of(k) or None, None
-            shape = _output_shape(mmap, manifest, k, graph_members.get(k, set()), m.batch_size)
+            shape = _output_shape(mmap, layer_shapes, k, graph_members.get(k, set()), m.batch_size)
         else:
             macs, params = int(u_macs[idx].sum()), int(u_params[idx].sum())
             if group_by == "node":

@@ -136,7 +136,6 @@ class ModuleMap:
     nodes: list[OnnxNode]
     classes: dict[str, str]  # module path -> class name (short)
     value_shapes: dict[str, list[int]] = field(default_factory=dict)  # -1 for symbolic dims
-    graph_inputs: list[str] = field(default_factory=list)
     graph_outputs: list[str] = field(default_factory=list)
     # indexes built in __post_init__
     by_name: dict[str, OnnxNode] = field(init=False)
@@ -243,12 +242,10 @@ class ModuleMap:
             t = vi.type.tensor_type
             if t.HasField("shape"):
                 shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        init_names = set(inits)
         return cls(
             nodes=nodes,
             classes=classes,
             value_shapes=shapes,
-            graph_inputs=[i.name for i in graph.input if i.name not in init_names],
             graph_outputs=[o.name for o in graph.output],
         )
 

@@ -15,7 +15,8 @@ launch, not the work (the stock onnxruntime-gpu wheel has no CUPTI). This method
 4. prefixes k-1 and k run interleaved, warm-up first, then `runs` pairs; segment k's time per pair is
    T(k) - T(k-1), so slow drifts of the machine cancel in each difference; statistics are taken
    over the pairs (median, mean, p90). Only two sessions live at a time, with thread spinning off
-   (the idle session's spinning workers would otherwise steal the cores from the running one).
+   where they have pools of their own (the command line; in the service all sessions share the global
+   pool, whose spinning Python cannot turn off).
 
 The differences sum, by construction, to about T(model) - T(0). A segment whose median difference is
 under the noise can come out slightly negative; it is reported, and counted as zero in the shares.
@@ -166,7 +167,6 @@ def measure_prefix(
     options_factory: OptionsFactory,
     *,
     key: Callable[[str], str],
-    segmentation: tuple[str, int | None],
     batch_size: int,
     runs: int,
     warmup: int,
@@ -264,7 +264,6 @@ def measure_prefix(
         durations_us=diffs,
         totals_us=totals,
         seconds=round(time.perf_counter() - start, 3),
-        segmentation=segmentation,
         overhead_us=overhead,
         warnings=warnings,
     )

@@ -130,7 +130,6 @@ class Profiler:
                     m = measure_prefix(
                         target.model_path, mmap, target.manifest.input.name, shape, providers, options,
                         key=lambda module: mmap.group_key(module, request.group_by, depth),
-                        segmentation=(request.group_by, depth),
                         max_segments=self.limits.max_prefix_segments, **common,
                     )  # fmt: skip
                 else:
@@ -149,10 +148,19 @@ class Profiler:
                 self.guard.cache.put(key, m)
         return m, False, mmap
 
+    def with_defaults(self, target: ProfileTarget, request: ProfileRequest) -> ProfileRequest:
+        """On a GPU provider the default method is prefix, which builds a session per group: there a request
+        that leaves method and depth open groups by block, not by leaf layer (hundreds of prefixes)."""
+        if request.method is None and request.group_by == "layer" and request.depth is None:
+            providers = choose_providers(target.providers, request.provider)
+            if resolve_method(request, provider_names(providers)[0]) == PREFIX:
+                return request.model_copy(update={"group_by": "block"})
+        return request
+
     def profile(
         self, target: ProfileTarget, request: ProfileRequest | None = None, *, sort: str = "execution"
     ) -> ProfileResponse:
-        request = request or ProfileRequest()
+        request = self.with_defaults(target, request or ProfileRequest())
         m, cached, mmap = self.measure(target, request)
         depth = request.depth if request.group_by == "layer" else None
         return aggregate(m, mmap, target.manifest, group_by=request.group_by, depth=depth, sort=sort, cached=cached)
@@ -162,7 +170,7 @@ class Profiler:
 
         Profiler method: onnxruntime's own events, each node's `args.module` added. Prefix method: one
         synthetic event per group and run, laid end to end (there is no per-node trace)."""
-        request = request or ProfileRequest()
+        request = self.with_defaults(target, request or ProfileRequest())
         m, _, _ = self.measure(target, request, keep_trace=True)
         meta = {
             "model": target.name, "version": target.version, "method": m.method, "provider": m.provider,

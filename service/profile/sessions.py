@@ -63,7 +63,6 @@ class Measurement:
     durations_us: np.ndarray  # (runs, units)
     totals_us: np.ndarray  # (runs,)
     seconds: float
-    segmentation: tuple[str, int | None] | None = None  # prefix: the (group_by, depth) it was cut at
     overhead_us: np.ndarray | None = None  # prefix: T(0) per run, the fixed cost of one Run call
     trace: list[dict] | None = None
     warnings: list[str] = field(default_factory=list)

@@ -207,6 +207,16 @@ def test_method_choice():
         resolve_method(ProfileRequest(group_by="node"), "CUDAExecutionProvider")
 
 
+def test_the_default_on_a_gpu_groups_by_block(profiler, target):
+    from dataclasses import replace
+
+    on_gpu = replace(target, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert profiler.with_defaults(on_gpu, ProfileRequest()).group_by == "block"  # prefix: a session a group
+    assert profiler.with_defaults(on_gpu, ProfileRequest(depth=2)).group_by == "layer"  # asked for
+    assert profiler.with_defaults(on_gpu, ProfileRequest(method="profiler")).group_by == "layer"
+    assert profiler.with_defaults(target, ProfileRequest()).group_by == "layer"  # CPU: the profiler method
+
+
 def test_bounds(profiler, target):
     with pytest.raises(BadRequest, match="max batch size"):
         profiler.profile(target, quick(batch_size=target.manifest.max_batch_size + 1))
