@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,6 +182,7 @@ class DataPlane:
         self._loader: ThreadPoolExecutor | None = None
         self._started = False
         self._stopping = False
+        self._abandon_loads = threading.Event()  # set on stop: a warm-up in the loader gives up
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -218,6 +220,7 @@ class DataPlane:
     async def stop(self) -> None:
         """Take no new work, finish what is queued and running, release the pools."""
         self._stopping = True
+        self._abandon_loads.set()
         await asyncio.gather(*(m.batcher.close() for m in self._models.values()), return_exceptions=True)
         for pool in (self._image_pool, self._loader):
             if pool is not None:  # off the event loop: a model still loading may take a while
@@ -331,7 +334,7 @@ class DataPlane:
                 f"model '{name}': the ONNX file's outputs {output_names} lack the manifest's '{manifest.output.name}'"
             )
         sample_shape = tuple(int(d) for d in manifest.input.shape[1:])
-        warm_up(session, inputs[0].name, sample_shape, warmup_sizes(max_batch, s.warmup))
+        warm_up(session, inputs[0].name, sample_shape, warmup_sizes(max_batch, s.warmup), self._abandon_loads)
         providers = tuple(session.get_providers())
         handle = ModelHandle(
             name=name,

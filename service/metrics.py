@@ -32,8 +32,6 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-OUTCOMES = ("success", "client_error", "server_error", "rejected")
-
 
 class LoopHistogram:
     """A Prometheus histogram for one thread (the event loop): `observe` finds the bucket by bisection and

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.errors import ProviderError
+from service.errors import ProviderError, ShuttingDown
 
 log = logging.getLogger("zooserve.runtime")
 
@@ -75,41 +75,49 @@ _pool_threads: int | None = None
 def cgroup_cpu_limit(
     cgroup_root: Path = Path("/sys/fs/cgroup"), proc_self_cgroup: Path = Path("/proc/self/cgroup")
 ) -> float | None:
-    """The CPU quota of this process's cgroup (quota / period), or None when unlimited or unknown.
+    """The CPU quota of this process's cgroup (quota / period), or None when unlimited or unknown: the
+    smallest quota of its own group and the groups above it.
 
-    cgroup v2: `<root>/<path>/cpu.max` ("max 100000" or "200000 100000"), looking at the process's own
-    group and its parents up to the root. cgroup v1: `cpu.cfs_quota_us` / `cpu.cfs_period_us`."""
-    limits: list[float] = []
-    rel = ""
+    cgroup v2: `<root>/<path>/cpu.max` ("max 100000" or "200000 100000"), the path from the `0::` line of
+    /proc/self/cgroup. cgroup v1: `<root>/<cpu controller>/<path>/cpu.cfs_quota_us` / `cpu.cfs_period_us`,
+    the path from the line naming the `cpu` controller. In a container the process's group is usually
+    mounted as the root itself, which is looked at too."""
+    v2_path, v1_path = None, None
     try:
         for line in proc_self_cgroup.read_text().splitlines():
             parts = line.split(":", 2)
-            if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
-                rel = parts[2].strip().lstrip("/")
+            if len(parts) != 3:
+                continue
+            if parts[0] == "0" and parts[1] == "":
+                v2_path = parts[2].strip()
+            elif "cpu" in parts[1].split(","):
+                v1_path = parts[2].strip()
     except OSError:
         pass
-    candidates = [cgroup_root / rel] if rel else []
-    if rel:
-        p = Path(rel)
-        while p != p.parent:
-            p = p.parent
-            candidates.append(cgroup_root / p)
-    candidates.append(cgroup_root)
-    for folder in dict.fromkeys(candidates):  # ordered, unique
+
+    def groups(base: Path, path: str | None) -> list[Path]:
+        """`base/path`, its parents up to `base`: ordered, without repeats."""
+        rel = Path((path or "").lstrip("/"))
+        found = [base / rel, *(base / p for p in rel.parents)]
+        return list(dict.fromkeys([*found, base]))
+
+    limits: list[float] = []
+    for folder in groups(cgroup_root, v2_path):
         try:
             quota, period = (folder / "cpu.max").read_text().split()[:2]
         except (OSError, ValueError):
             continue
         if quota != "max" and float(period) > 0:
             limits.append(float(quota) / float(period))
-    for v1 in (cgroup_root / "cpu", cgroup_root / "cpu,cpuacct"):
-        try:
-            quota_us = float((v1 / "cpu.cfs_quota_us").read_text())
-            period_us = float((v1 / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            continue
-        if quota_us > 0 and period_us > 0:
-            limits.append(quota_us / period_us)
+    for controller in (cgroup_root / "cpu", cgroup_root / "cpu,cpuacct"):
+        for folder in groups(controller, v1_path):
+            try:
+                quota_us = float((folder / "cpu.cfs_quota_us").read_text())
+                period_us = float((folder / "cpu.cfs_period_us").read_text())
+            except (OSError, ValueError):
+                continue
+            if quota_us > 0 and period_us > 0:
+                limits.append(quota_us / period_us)
     return min(limits) if limits else None
 
 
@@ -258,6 +266,11 @@ def plan_providers(
             f"ZOOSERVE_REQUIRE_GPU is set but no GPU provider is usable: asked for {', '.join(wanted)}, "
             f"this onnxruntime build has {', '.join(available)}"
         )
+    if require_gpu and usable[0] not in GPU_PROVIDERS:
+        raise ProviderError(
+            f"ZOOSERVE_REQUIRE_GPU is set but {usable[0]} comes first in ZOOSERVE_PROVIDERS "
+            f"({', '.join(wanted)}): put the GPU provider first"
+        )
     if not usable:
         usable = ["CPUExecutionProvider"]
     if any(p in GPU_PROVIDERS for p in usable):
@@ -297,9 +310,18 @@ def warmup_sizes(max_batch_size: int, mode: str) -> list[int]:
     return sorted({*sizes, max_batch_size})
 
 
-def warm_up(session: ort.InferenceSession, input_name: str, sample_shape: Sequence[int], sizes: Iterable[int]) -> None:
-    """Run each batch size once (shape-specific planning, CUDA algorithm search) on zeros."""
+def warm_up(
+    session: ort.InferenceSession,
+    input_name: str,
+    sample_shape: Sequence[int],
+    sizes: Iterable[int],
+    stop: threading.Event | None = None,
+) -> None:
+    """Run each batch size once (shape-specific planning, CUDA algorithm search) on zeros; when `stop` is
+    set (the server shutting down), give up before the next size (ShuttingDown)."""
     for n in sizes:
+        if stop is not None and stop.is_set():
+            raise ShuttingDown("the server is shutting down: warm-up abandoned")
         session.run(None, {input_name: np.zeros((n, *sample_shape), np.float32)})
 
 

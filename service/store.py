@@ -52,7 +52,8 @@ def parse_pbtxt(text: str) -> dict:
 
     def scalar(tok: str):
         if tok.startswith('"'):
-            return tok[1:-1].encode().decode("unicode_escape")
+            # C-style escapes resolved to bytes (\303\251 as well as raw UTF-8), then the bytes read as UTF-8
+            return tok[1:-1].encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
         for cast in (int, float):
             try:
                 return cast(tok)

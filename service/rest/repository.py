@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.errors import BadRequest
 from service.rest.deps import DataPlaneDep
 from service.rest.responses import json_response
 
@@ -22,9 +23,12 @@ async def index(dataplane: DataPlaneDep, request: Request) -> Response:
     body = await request.body()
     if body.strip():
         try:
-            ready_only = bool(orjson.loads(body).get("ready", False))
-        except (orjson.JSONDecodeError, AttributeError):
-            ready_only = False
+            options = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the index request's body is not JSON: {exc}") from None
+        if not isinstance(options, dict) or not isinstance(options.get("ready", False), bool):
+            raise BadRequest('the index request\'s body is an object with an optional boolean "ready"')
+        ready_only = options.get("ready", False)
     return json_response(dataplane.index(ready_only=ready_only))
 
 

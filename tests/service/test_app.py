@@ -204,6 +204,9 @@ def test_repository_load_and_unload(client):
     assert client.post("/v2/models/tiny_rgb/classify", content=img.getvalue()).status_code == 200
     ready_only = client.post("/v2/repository/index", json={"ready": True}).json()
     assert {m["name"] for m in ready_only} == {"tiny", "tiny_rgb"}
+    for bad in (b'{"ready": "false"}', b"[true]", b"{not json"):  # refused, not read as "list everything"
+        r = client.post("/v2/repository/index", content=bad)
+        assert r.status_code == 400 and "index request" in r.json()["error"], bad
     assert client.post("/v2/repository/models/tiny_rgb/unload").status_code == 200
     assert client.get("/v2/models/tiny_rgb/ready").status_code == 404
     assert client.post("/v2/models/tiny_rgb/classify", content=img.getvalue()).status_code == 404
@@ -370,3 +373,40 @@ def test_a_cancelled_load_does_not_stay_loading(tiny_store):
             await dp.stop()  # waits for the build still running in the loader thread, off the event loop
 
     assert asyncio.run(main()) == [{"name": "tiny", "state": "UNAVAILABLE", "reason": "load cancelled"}]
+
+
+def test_stop_abandons_a_warm_up_in_progress(tiny_store, monkeypatch):
+    """A load still warming up when the server stops gives up before its next batch size: the shutdown
+    does not wait for the whole warm-up (seconds to minutes for a large model with every batch size)."""
+    import asyncio
+    import time
+
+    from service import dataplane as dataplane_module
+    from service.dataplane import DataPlane
+    from service.errors import ShuttingDown
+
+    warm_up = dataplane_module.warm_up
+
+    def slow_warm_up(session, input_name, sample_shape, sizes, stop=None):
+        def slowly():
+            for n in sizes:
+                time.sleep(0.2)
+                yield n
+
+        warm_up(session, input_name, sample_shape, slowly(), stop)
+
+    monkeypatch.setattr(dataplane_module, "warm_up", slow_warm_up)
+
+    async def main():
+        dp = DataPlane(Settings(store=tiny_store, models=[], warmup="all"))  # tiny: sizes 1..8, 1.6 s here
+        await dp.start()
+        load = asyncio.ensure_future(dp.load("tiny"))
+        await asyncio.sleep(0.3)
+        t0 = time.perf_counter()
+        await dp.stop()
+        stopped_in = time.perf_counter() - t0
+        with pytest.raises(ShuttingDown):
+            await load
+        return stopped_in
+
+    assert asyncio.run(main()) < 0.8

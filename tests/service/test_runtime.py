@@ -33,6 +33,16 @@ def test_cgroup_v1_quota_and_unlimited(tmp_path):
     assert runtime.cgroup_cpu_limit(tmp_path, tmp_path / "missing") == 3.0
 
 
+def test_cgroup_v1_quota_of_the_process_group(tmp_path):
+    # a v1 host: the process's group is /system.slice/zs.service, its quota set there, not at the root
+    (tmp_path / "proc").write_text("12:cpu,cpuacct:/system.slice/zs.service\n3:memory:/system.slice/zs.service\n")
+    group = tmp_path / "cpu,cpuacct" / "system.slice" / "zs.service"
+    group.mkdir(parents=True)
+    (group / "cpu.cfs_quota_us").write_text("200000\n")
+    (group / "cpu.cfs_period_us").write_text("100000\n")
+    assert runtime.cgroup_cpu_limit(tmp_path, tmp_path / "proc") == 2.0
+
+
 def test_usable_cpus_is_capped_by_the_quota(monkeypatch):
     monkeypatch.setattr(runtime, "cgroup_cpu_limit", lambda: 0.5)
     assert runtime.usable_cpus() == 1
@@ -59,6 +69,9 @@ def test_a_missing_provider_is_a_warning_and_a_fallback(caplog):
 def test_require_gpu_without_a_gpu_provider_fails():
     with pytest.raises(ProviderError, match="REQUIRE_GPU"):
         runtime.plan_providers(["cuda", "cpu"], require_gpu=True, available=["CPUExecutionProvider"])
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(ProviderError, match="CPUExecutionProvider comes first"):  # it would never run on the GPU
+        runtime.plan_providers(["cpu", "cuda"], require_gpu=True, available=both)
 
 
 def test_device_options_go_to_gpu_providers_only():

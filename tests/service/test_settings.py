@@ -13,8 +13,9 @@ def test_environment(monkeypatch):
     monkeypatch.setenv("ZOOSERVE_MODELS", "lenet5_digits, resnet18")
     monkeypatch.setenv("ZOOSERVE_PROVIDERS", "cuda,cpu")
     monkeypatch.setenv("ZOOSERVE_REQUIRE_GPU", "1")
+    monkeypatch.setenv("ZOOSERVE_LOG_LEVEL", "WARNING")
     s = Settings()
-    assert s.port == 9001
+    assert s.port == 9001 and s.log_level == "warning"
     assert s.models == ["lenet5_digits", "resnet18"]
     assert s.providers == ["cuda", "cpu"]
     assert s.require_gpu is True
