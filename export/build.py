@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import inspect
+import importlib.metadata
 import io
 import json
 import os
@@ -62,22 +62,39 @@ class BuildResult:
     error: str = ""
 
 
-def fingerprint(spec: ModelSpec, source: str, seed: int) -> str:
-    """Changes when anything that shapes the exported file changes."""
-    from export.zoo import layers
+FINGERPRINT_TOOLS = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime")
+"""The packages whose versions shape an entry: the exporter, the model libraries, the parity check."""
 
-    files = [inspect.getsourcefile(spec.builder), __file__, *sorted(Path(layers.__file__).parent.glob("*.py"))]
+
+def fingerprint_files() -> list[Path]:
+    """The source files a fingerprint hashes: the export package and the service modules it writes with."""
+    import service.manifest
+    import service.store
+
+    package = Path(__file__).resolve().parent
+    return [*sorted(package.rglob("*.py")), Path(service.manifest.__file__), Path(service.store.__file__)]
+
+
+def fingerprint(spec: ModelSpec, source: str, seed: int) -> str:
+    """Changes when anything that shapes the store entry changes: the source of the whole export package
+    (a builder's own module, the family modules it builds on, the shared layers, training, the analysis
+    behind the manifest, the weights and labels), the manifest and config writers it uses from the
+    service, the model's arguments, weights and seed, and the tools' versions. Any change to the export
+    code therefore rebuilds every entry: coarse, never stale."""
     h = hashlib.sha256()
-    for f in files:
-        h.update(Path(f).read_bytes())
+    for f in fingerprint_files():
+        h.update(f.relative_to(f.parents[1]).as_posix().encode())
+        h.update(f.read_bytes())
     weights_id = source
     if Path(source).is_file():
         weights_id = weights_mod.sha256_file(Path(source))
-    h.update(
-        json.dumps(
-            [spec.name, repr(sorted(spec.kwargs.items())), weights_id, seed, torch.__version__, onnx.__version__]
-        ).encode()
-    )
+    versions = {}
+    for tool in FINGERPRINT_TOOLS:
+        try:
+            versions[tool] = importlib.metadata.version(tool)
+        except importlib.metadata.PackageNotFoundError:
+            versions[tool] = None
+    h.update(json.dumps([spec.name, repr(sorted(spec.kwargs.items())), weights_id, seed, versions]).encode())
     return h.hexdigest()
 
 
@@ -164,6 +181,7 @@ def build(
     labels = labels_for(spec.labels, spec.num_classes)
 
     store.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(store, name)
     tmp = store / f".{name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -240,8 +258,38 @@ def _replace(tmp: Path, entry: Path) -> None:
     old = entry.with_name(f".{entry.name}.old-{os.getpid()}")
     if entry.exists():
         entry.rename(old)
-    tmp.rename(entry)
+    try:
+        tmp.rename(entry)
+    except OSError:
+        if old.exists() and not entry.exists():
+            old.rename(entry)  # the previous entry stays, rather than vanishing from the store
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_leftovers(store: Path, name: str) -> None:
+    """The folders a build of `name` killed mid-way left behind (`.name.tmp-PID`, `.name.old-PID` of a
+    process that is gone): a temporary one is removed; a replaced entry is put back if the swap never
+    finished, else removed."""
+    entry = store / name
+    for folder in sorted(store.glob(f".{name}.*-*")):
+        kind, _, pid = folder.name.removeprefix(f".{name}.").partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not entry.exists():
+            folder.rename(entry)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def build_quietly(name: str, store: Path, weights: str = "default", seed: int = 0, force: bool = False) -> BuildResult:

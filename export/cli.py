@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -44,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "list":
+        if args.readme and not args.markdown:
+            parser.error("--readme goes with --markdown")
         return _list(args)
+    # docker compose stop sends SIGTERM: exit through `finally`, so a build in this process removes its
+    # temporary folder (what a killed worker leaves is removed by the next build of that model)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return _build(args, parser)
 
 
@@ -56,12 +62,19 @@ def _list(args) -> int:
         for row in rows:
             print(json.dumps(row))
     elif args.markdown:
+        readme = None
+        if args.readme:  # checked before anything is written
+            try:
+                readme = update_readme(args.readme.read_text(), rows)
+            except (OSError, ValueError) as exc:
+                print(f"cannot refresh {args.readme}: {exc}", file=sys.stderr)
+                return 2
         path = Path(args.markdown)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(zoo_markdown(rows))
         print(f"wrote {path} ({len(rows)} models)")
-        if args.readme:
-            args.readme.write_text(update_readme(args.readme.read_text(), rows))
+        if readme is not None:
+            args.readme.write_text(readme)
             print(f"updated the model list in {args.readme}")
     else:
         print(f"{'name':32} {'family':26} {'input':>11} {'params':>10}  paper")
@@ -115,9 +128,14 @@ def _build(args, parser) -> int:
 
         print(f"building {len(names)} models, {args.jobs} at a time", flush=True)
         with worker_pool(args.jobs) as pool:
-            futures = [pool.submit(build_quietly, n, args.store, args.weights, args.seed, args.force) for n in names]
+            futures = {pool.submit(build_quietly, n, args.store, args.weights, args.seed, args.force): n for n in names}
             for i, future in enumerate(as_completed(futures), 1):
-                r = future.result()
+                try:
+                    r = future.result()
+                except Exception as exc:  # the worker died (killed, out of memory): the pool is broken
+                    from export.build import BuildResult
+
+                    r = BuildResult(futures[future], "failed", error=f"{type(exc).__name__}: {exc}".strip())
                 _report(f"[{i}/{len(names)}] {r.name}", r)
                 results.append(r)
         order = {n: i for i, n in enumerate(names)}

@@ -75,6 +75,9 @@ def readme_block(rows: list[dict]) -> str:
 
 
 def update_readme(text: str, rows: list[dict]) -> str:
+    """`text` with the model list between its markers replaced (ValueError when the markers are missing)."""
+    if README_START not in text or README_END not in text.split(README_START, 1)[-1]:
+        raise ValueError(f"no model list to refresh: the README needs the lines {README_START} and {README_END}")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     return f"{head}{README_START}\n{readme_block(rows)}\n{README_END}{tail}"

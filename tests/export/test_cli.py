@@ -70,3 +70,56 @@ def test_checkpoint_that_does_not_fit_is_refused(run_cli, tmp_path):
     torch.save(build_model("lenet5").state_dict(), ckpt)
     proc = run_cli("build", "resnet18", "--weights", str(ckpt), "--store", str(tmp_path / "s"), check=False)
     assert proc.returncode == 1 and "does not fit the model" in proc.stderr
+
+
+def test_the_fingerprint_covers_what_shapes_an_entry(monkeypatch):
+    """Not only a builder's own module: the family modules it builds on, training, the analysis behind the
+    manifest, the manifest and config writers, and the model libraries' versions."""
+    import importlib.metadata
+
+    from export import build
+    from export.zoo.registry import get_spec
+
+    names = {p.as_posix().split("/export/")[-1] if "/export/" in p.as_posix() else p.name
+             for p in build.fingerprint_files()}  # fmt: skip
+    assert {"zoo/resnet_cifar.py", "zoo/wrn.py", "training.py", "analyze.py", "weights.py", "labels.py"} <= names
+    assert {"manifest.py", "store.py"} <= names
+    spec = get_spec("wrn_16_8")
+    before = build.fingerprint(spec, "random", 0)
+    assert build.fingerprint(spec, "random", 0) == before  # stable
+    assert build.fingerprint(spec, "random", 1) != before  # seed
+    version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda p: "0.0.0" if p == "timm" else version(p))
+    assert build.fingerprint(spec, "random", 0) != before  # a model library's version
+
+
+def test_leftovers_of_killed_builds_are_cleared(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from export.build import remove_leftovers
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has exited
+    (tmp_path / f".lenet5.tmp-{dead}").mkdir()  # killed while exporting
+    (tmp_path / f".lenet5.old-{dead}" / "1").mkdir(parents=True)  # killed between the two renames
+    (tmp_path / f".lenet5.tmp-{os.getpid()}").mkdir()  # a build still running: left alone
+    (tmp_path / f".lenet5_digits.tmp-{dead}").mkdir()  # another model's: its own build clears it
+    remove_leftovers(tmp_path, "lenet5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".lenet5.tmp-{os.getpid()}",
+        f".lenet5_digits.tmp-{dead}",
+        "lenet5",  # the replaced entry put back
+    ]
+
+
+def test_list_refuses_a_readme_it_cannot_refresh(run_cli, tmp_path):
+    proc = run_cli("list", "--readme", str(tmp_path / "README.md"), check=False)
+    assert proc.returncode == 2 and "--readme goes with --markdown" in proc.stderr
+    readme = tmp_path / "README.md"
+    readme.write_text("# no model list here\n")
+    zoo = tmp_path / "zoo.md"
+    proc = run_cli("list", "--markdown", str(zoo), "--readme", str(readme), check=False)
+    assert proc.returncode == 2 and "no model list to refresh" in proc.stderr
+    assert not zoo.exists()  # nothing written
