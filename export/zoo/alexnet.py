@@ -105,7 +105,11 @@ ZFNET_PAPER = Paper(
 @register_model(
     family="AlexNet",
     paper=ALEXNET_PAPER,
-    reference=Reference(params=61_100_840, source="torchvision AlexNet_Weights.IMAGENET1K_V1", exact=True),
+    reference=Reference(
+        params=61_100_840,
+        source="torchvision AlexNet_Weights.IMAGENET1K_V1 (the single-GPU variant, not the paper's 2-GPU grouped net)",
+        exact=True,
+    ),
     pretrained={"torchvision": "AlexNet_Weights.IMAGENET1K_V1"},
 )
 def alexnet(**kwargs) -> tvm.AlexNet:

@@ -11,6 +11,12 @@ SE-ResNet-50/101/152 come from timm's `legacy_seresnet*`, the port of the offici
 weights: the same network as `AttentionResNet(..., attn_layer=get_attn("se"), stride_in_1x1=True)` with
 Caffe's ceil-mode stem pooling (same parameter count and layer shapes, and identical logits once timm's
 weights are copied in).
+
+Deliberate deviation: the CMPE-SE paper and its official code (scut-aitcm) put the gates on
+pre-activation ResNet-164 and WRN-28-10 blocks for CIFAR, combined as `out * s + shortcut` with no ReLU
+after the sum. The zoo puts the same gates (all four of the paper's variants) on this post-activation
+ImageNet ResNet-50 ("V1.5"), so that they compare with SE, CBAM and scSE on one backbone at 224x224; the
+reference parameter counts are therefore computed, not the paper's.
 """
 
 from __future__ import annotations
@@ -202,7 +208,11 @@ def _cmpe(params: int, mode: str) -> dict:
     return dict(
         family="CMPE-SE",
         paper=CMPE_SE_PAPER,
-        reference=Reference(params=params, source=f"{_COMPUTED} + CMPE-SE ({mode}) in each bottleneck"),
+        reference=Reference(
+            params=params,
+            source=f"{_COMPUTED} + CMPE-SE ({mode}) in each bottleneck (the paper's gates on ResNet-50, not its "
+            "CIFAR backbones)",
+        ),
     )
 
 

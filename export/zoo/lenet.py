@@ -34,7 +34,9 @@ PAPER = Paper(
     url="https://doi.org/10.1109/5.726791",
 )
 REFERENCE = Reference(params=60_000, source="paper (about 60,000 trainable parameters); C3 table, Table 1")
-# The paper maps the white background to -0.1 and black ink to 1.175: x' = (x - 0.0784) / 0.784.
+# The paper maps the background to -0.1 and the ink to 1.175: x' = (x - 0.0784) / 0.784 with x = 1 for ink,
+# i.e. light digits on a dark background, as MNIST and scikit-learn's digits store them. Dark-on-light images
+# need `invert` in the preprocessing.
 PREPROCESSING = Preprocessing(color_mode="L", resize=32, crop=32, mean=[0.0784], std=[0.7843])
 
 # S2 maps feeding each C3 map (paper Table 1), grouped by how many inputs each map takes.
