@@ -1,4 +1,6 @@
-"""Server metadata and health (Open Inference Protocol): GET /v2, /v2/health/live, /v2/health/ready."""
+"""Server metadata and health (Open Inference Protocol): GET /v2, /v2/health/live, /v2/health/ready.
+
+The protocol answers health with the status code: 200 for true, 4xx for false (400, as Triton)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ async def server_metadata(dataplane: DataPlaneDep) -> Response:
 @router.get("/health/live")
 async def live(dataplane: DataPlaneDep) -> Response:
     ok = dataplane.live
-    return json_response({"live": ok}, 200 if ok else 503)
+    return json_response({"live": ok}, 200 if ok else 400)
 
 
 @router.get("/health/ready")
 async def ready(dataplane: DataPlaneDep) -> Response:
-    """200 once every start-up model is loaded and warmed up (503 before, and while stopping)."""
+    """200 once every start-up model is loaded and warmed up (400 while stopping)."""
     ok = dataplane.ready
-    return json_response({"ready": ok}, 200 if ok else 503)
+    return json_response({"ready": ok}, 200 if ok else 400)

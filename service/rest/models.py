@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from service.errors import ModelNotReady
 from service.rest.deps import DataPlaneDep
 from service.rest.responses import json_response
 
@@ -28,8 +29,12 @@ async def metadata(dataplane: DataPlaneDep, model_name: str, model_version: str 
 @router.get("/{model_name}/ready")
 @router.get("/{model_name}/versions/{model_version}/ready")
 async def ready(dataplane: DataPlaneDep, model_name: str, model_version: str | None = None) -> Response:
-    """200 when the model is loaded and warmed up; 404 unknown or not loaded; 503 loading or unloading."""
-    return json_response(dataplane.model_ready(model_name, model_version))
+    """200 when the model is loaded and warmed up; 404 unknown or not loaded; 400 loading or unloading (the
+    protocol's 4xx for false, as Triton)."""
+    try:
+        return json_response(dataplane.model_ready(model_name, model_version))
+    except ModelNotReady:
+        return json_response({"name": model_name, "ready": False}, 400)
 
 
 @router.get("/{model_name}/config")

@@ -215,6 +215,28 @@ def test_repository_load_and_unload(client):
     assert client.get("/v2/models/tiny/ready").status_code == 200
 
 
+def test_not_ready_is_a_400_as_the_protocol_says(client):
+    """Open Inference Protocol health: 200 for true, 4xx for false (Triton: 400)."""
+    from service.dataplane import ModelState
+
+    dp = client.app.state.dataplane
+    status = dp._status_of("tiny_rgb")
+    status.state = ModelState.LOADING  # as while its first load runs
+    try:
+        r = client.get("/v2/models/tiny_rgb/ready")
+        assert r.status_code == 400 and r.json() == {"name": "tiny_rgb", "ready": False}
+    finally:
+        status.state = ModelState.UNAVAILABLE
+    dp._stopping = True
+    try:
+        r = client.get("/v2/health/ready")
+        assert r.status_code == 400 and r.json() == {"ready": False}
+        assert client.get("/v2/health/live").status_code == 400
+    finally:
+        dp._stopping = False
+    assert client.get("/v2/health/ready").status_code == 200
+
+
 def test_metrics_parse(client):
     client.post("/v2/models/tiny/infer", json=infer_json(np.zeros((1, 1, 8, 8), np.float32)))
     client.post("/v2/models/nope/infer", json={})
